@@ -1,0 +1,1 @@
+"""Avro wire codec with Confluent framing, and the schema-id registry."""

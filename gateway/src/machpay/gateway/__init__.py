@@ -1,0 +1,1 @@
+"""MachPay gateway component."""

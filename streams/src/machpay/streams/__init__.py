@@ -1,0 +1,1 @@
+"""MachPay streams component."""
