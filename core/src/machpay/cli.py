@@ -37,12 +37,26 @@ class ComponentGroup(click.Group):
         ep = _entry_points().get(cmd_name)
         if ep is None:
             return None
-        command = ep.load()
+        try:
+            command = ep.load()
+        except ImportError as exc:
+            return _unavailable(cmd_name, ep, exc)
         if not isinstance(command, click.Command):
             raise click.ClickException(
                 f"entry point {ep.value!r} for 'machpay {cmd_name}' is not a click command"
             )
         return command
+
+
+def _unavailable(name: str, ep: EntryPoint, exc: ImportError) -> click.Command:
+    """Stands in for a command whose component is installed but cannot import,
+    so `machpay --help` still works and the error says what is missing."""
+    message = f"'machpay {name}' cannot load ({ep.value}): {exc}"
+
+    def fail() -> None:
+        raise click.ClickException(message)
+
+    return click.Command(name, callback=fail, help=f"(unavailable: {exc})")
 
 
 class AppContext:
