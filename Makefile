@@ -1,0 +1,49 @@
+# MachPay: the two commands are `make demo` and `make test`.
+# Everything expensive (the venv, Kafka jars, cargo target) is cached under
+# $(MACHPAY_CACHE) so a warm run is incremental and a fresh machine still works.
+
+MACHPAY_CACHE ?= $(HOME)/.cache/machpay
+VENV ?= $(MACHPAY_CACHE)/venv
+PY := $(VENV)/bin/python
+export MACHPAY_CACHE
+export MACHPAY_VENV := $(VENV)
+
+PY_PATHS := core/src sdk/src gateway/src ingest/src streams/src settle/src api/src \
+            core/tests tests bench conftest.py
+
+.PHONY: help setup demo test test-python lint fmt bench kafka-up kafka-down clean-cache
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+setup:  ## Create the venv under $(MACHPAY_CACHE) and install every component (editable).
+	@bash scripts/setup-venv.sh
+
+demo: setup  ## Start a local Kafka, push signed intents through it and show what happened.
+	@$(VENV)/bin/machpay demo
+
+test: setup lint test-python  ## Install what is needed and run every test (Python and Rust).
+
+lint: setup  ## ruff (lint + format check) and mypy --strict.
+	@$(VENV)/bin/ruff check $(wildcard $(PY_PATHS))
+	@$(VENV)/bin/ruff format --check $(wildcard $(PY_PATHS))
+	@$(VENV)/bin/mypy $(wildcard core/src sdk/src gateway/src ingest/src streams/src settle/src api/src)
+
+test-python: setup  ## pytest: unit, integration (real local Kafka) and end-to-end tests.
+	@$(PY) -m pytest
+
+fmt: setup  ## Apply ruff fixes and formatting.
+	@$(VENV)/bin/ruff check --fix $(wildcard $(PY_PATHS))
+	@$(VENV)/bin/ruff format $(wildcard $(PY_PATHS))
+
+bench: setup  ## Run the benchmarks; figures go to bench/results/*.json.
+	@$(PY) -m bench
+
+kafka-up: setup  ## Start the local single-node Kafka broker (KRaft) and create the topics.
+	@$(VENV)/bin/machpay kafka up
+
+kafka-down: setup  ## Stop the local Kafka broker.
+	@$(VENV)/bin/machpay kafka down
+
+clean-cache:  ## Remove the venv (Kafka jars and data stay; see docs/kafka.md).
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""MachPay benchmarks. Run with `make bench` (or `python -m bench [NAME...]`)."""
