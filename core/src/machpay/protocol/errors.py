@@ -31,7 +31,6 @@ class Reason(StrEnum):
     # Binding of a well-formed, well-signed intent to where it is presented.
     WRONG_DOMAIN = "wrong_domain"
     WRONG_CHANNEL = "wrong_channel"
-    WRONG_CONTEXT = "wrong_context"
     EXPIRED = "expired"
     AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
 

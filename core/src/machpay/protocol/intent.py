@@ -22,10 +22,9 @@ from machpay.protocol.errors import ProtocolError, Reason
 from machpay.protocol.keys import Keypair
 from machpay.protocol.signing import KEY_LEN, SIGNATURE_LEN, verify_strict
 
-#: A leading 0xff can never start a Solana transaction message (0x80|version
-#: with version 127 is not a valid versioned prefix, and a legacy message
-#: cannot have 255 required signatures), so an intent signature can never be
-#: replayed as a transaction signature. The rest separates it from any other
+#: A leading 0xff can never start a Solana transaction message (a set top bit
+#: marks a versioned message, and version 127 is not valid), so an intent
+#: signature can never be replayed as a transaction signature. The rest separates it from any other
 #: use of the same key.
 MAGIC = b"\xffMachPay"
 VERSION = 1

@@ -208,8 +208,8 @@ def _valid_intent_cases() -> list[Json]:
         cases.append(
             {
                 "name": name,
-                "agent": a,
-                "vendor": v,
+                "agent_index": a,
+                "vendor_index": v,
                 "asset": asset.hex(),
                 "channel": channel.hex(),
                 "channel_bump": bump,
