@@ -352,7 +352,12 @@ _EXPECTED: dict[str, tuple[Reason, str] | None] = {
 
 
 def _expected(name: str) -> Json:
-    key = name if name in _EXPECTED else name[: name.index("_", len("small_order_x")) + 1]
+    # Exact names first, then the families ("small_order_key_<point>").
+    key = (
+        name
+        if name in _EXPECTED
+        else next(p for p in _EXPECTED if p.endswith("_") and name.startswith(p))
+    )
     want = _EXPECTED[key]
     return (
         {"reason": None, "field": None}
