@@ -214,3 +214,21 @@ def test_round_trip_agrees_with_structure_on_a_type_change() -> None:
     old, new = record(f("a", "string")), record(f("a", "long"))
     assert resolution_problems(new, old)
     assert round_trip_problems(new, old)
+
+
+def test_machpay_schemas_takes_the_registry_file_from_the_settings(
+    catalogue: FileSchemaRegistry,
+    add_version: AddVersion,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    import machpay.cli
+
+    ep = EntryPoint("schemas", "machpay.wire.cli:schemas", machpay.cli.COMMAND_GROUP)
+    monkeypatch.setattr(machpay.cli, "_entry_points", lambda: {"schemas": ep})
+    registry_file = add_version(with_field(status_v1(catalogue), REGION))
+    env = {"MACHPAY_SCHEMA_REGISTRY__REGISTRY_FILE": str(registry_file)}
+    result = CliRunner().invoke(machpay.cli.cli, ["schemas", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "machpay.AgentStatus v2  avro/machpay.AgentStatus.v2.avsc" in result.output

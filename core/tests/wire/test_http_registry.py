@@ -311,3 +311,18 @@ def test_an_unreachable_registry_is_not_the_records_fault(catalogue: FileSchemaR
 def test_a_bad_url_is_refused() -> None:
     with pytest.raises(ValueError, match="http"):
         HttpSchemaRegistry("localhost:8081")
+
+
+def test_codec_from_settings(standin: tuple[str, StandInRegistry], schemas_dir: Path) -> None:
+    from machpay.config import SchemaRegistrySettings
+
+    offline = WireCodec.from_settings(
+        SchemaRegistrySettings.model_validate({"registry_file": schemas_dir / "registry.json"})
+    )
+    assert offline.registry is offline.catalogue
+    assert offline.catalogue.where == str(schemas_dir / "registry.json")
+    settings = SchemaRegistrySettings.model_validate({"url": standin[0]})
+    online = WireCodec.from_settings(settings, topic_prefix="t.")
+    assert isinstance(online.registry, HttpSchemaRegistry)
+    data = online.encode("t.intents.accepted", batch())
+    assert offline.decode(data, topic="intents.accepted", **WHERE) == batch()
