@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from machpay.config import LocalKafkaSettings
+from machpay.kafka.admin import run_sync
 from machpay.kafka.broker import (
     LocalBroker,
     ToolMissingError,
@@ -150,3 +152,9 @@ def test_no_java_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ToolMissingError, match="java not found"):
         find_java()
     assert os.environ["PATH"] == str(tmp_path)
+
+
+async def test_sync_admin_helpers_work_inside_a_running_loop() -> None:
+    # LocalBroker.start()/status() and the fixtures call admin code synchronously;
+    # from async code that must not trip over the running loop.
+    assert run_sync(asyncio.sleep(0, result=5)) == 5

@@ -34,6 +34,7 @@ __all__ = [
     "create_topics",
     "delete_topics",
     "list_topics",
+    "run_sync",
 ]
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ class TopicMismatchError(KafkaAdminError):
         )
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from synchronous code, even if this thread has a running loop."""
     try:
         asyncio.get_running_loop()
@@ -269,7 +270,7 @@ def create_topics(
     strict: bool = True,
 ) -> list[TopicResult]:
     """Synchronous :func:`acreate_topics` with partitions from ``local_kafka.partitions``."""
-    return _run(
+    return run_sync(
         acreate_topics(
             settings.kafka,
             default_partitions=settings.local_kafka.partitions,
@@ -284,9 +285,9 @@ def delete_topics(
     settings: Settings, prefix: str | None = None, *, topics: Iterable[Topic] = ALL_TOPICS
 ) -> list[str]:
     """Synchronous :func:`adelete_topics`."""
-    return _run(adelete_topics(settings.kafka, prefix=prefix, topics=topics))
+    return run_sync(adelete_topics(settings.kafka, prefix=prefix, topics=topics))
 
 
 def list_topics(kafka: KafkaSettings, *, internal: bool = False) -> dict[str, int]:
     """Synchronous :func:`alist_topics`."""
-    return _run(alist_topics(kafka, internal=internal))
+    return run_sync(alist_topics(kafka, internal=internal))
