@@ -27,7 +27,7 @@ test: setup lint test-python  ## Install what is needed and run every test (Pyth
 lint: setup  ## ruff (lint + format check) and mypy --strict.
 	@$(VENV)/bin/ruff check $(wildcard $(PY_PATHS))
 	@$(VENV)/bin/ruff format --check $(wildcard $(PY_PATHS))
-	@$(VENV)/bin/mypy $(wildcard core/src sdk/src gateway/src ingest/src streams/src settle/src api/src)
+	@$(VENV)/bin/mypy $(wildcard $(PY_PATHS))
 
 test-python: setup  ## pytest: unit, integration (real local Kafka) and end-to-end tests.
 	@$(PY) -m pytest

@@ -11,7 +11,11 @@ from pathlib import Path
 
 def available() -> list[str]:
     here = Path(__file__).parent
-    return sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    return sorted(
+        m.name[len("bench_") :]
+        for m in pkgutil.iter_modules([str(here)])
+        if m.name.startswith("bench_")
+    )
 
 
 def main() -> int:
@@ -21,7 +25,9 @@ def main() -> int:
         "baseline measured in the same run and writes bench/results/<name>.json; the README "
         "table is regenerated from those files.",
     )
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(available())}")
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default all): {', '.join(available())}"
+    )
     args = parser.parse_args()
     names = args.names or available()
     unknown = set(names) - set(available())

@@ -97,7 +97,14 @@ def main() -> None:
     record(
         "protocol",
         [
-            Figure("intents signed/s (1 core)", median(our_s), "/s", "raw libsodium sign", median(raw_s), runs=our_s),
+            Figure(
+                "intents signed/s (1 core)",
+                median(our_s),
+                "/s",
+                "raw libsodium sign",
+                median(raw_s),
+                runs=our_s,
+            ),
             Figure(
                 "intents verified/s, strict (1 core)",
                 median(our_v),

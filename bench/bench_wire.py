@@ -75,8 +75,22 @@ def main() -> None:
     record(
         "wire",
         [
-            Figure("Avro encode, intents/s (100 per record)", median(oe), "/s", "bare fastavro", median(be), runs=oe),
-            Figure("Avro decode, intents/s (100 per record)", median(od), "/s", "bare fastavro", median(bd), runs=od),
+            Figure(
+                "Avro encode, intents/s (100 per record)",
+                median(oe),
+                "/s",
+                "bare fastavro",
+                median(be),
+                runs=oe,
+            ),
+            Figure(
+                "Avro decode, intents/s (100 per record)",
+                median(od),
+                "/s",
+                "bare fastavro",
+                median(bd),
+                runs=od,
+            ),
         ],
         command="python -m bench wire",
     )

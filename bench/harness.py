@@ -99,7 +99,10 @@ def fmt(value: float) -> str:
 
 
 def table() -> str:
-    rows = ["| bench | figure | median | baseline (same run) | ratio | target |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| bench | figure | median | baseline (same run) | ratio | target |",
+        "|---|---|---|---|---|---|",
+    ]
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
         for f in data["figures"]:

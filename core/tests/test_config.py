@@ -67,5 +67,5 @@ def test_missing_or_invalid_file_is_named(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.toml", environ={})
     bad = tmp_path / "bad.toml"
     bad.write_text("[kafka\n")
-    with pytest.raises(ConfigError, match="bad.toml is not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml is not valid TOML"):
         load_settings(bad, environ={})

@@ -113,4 +113,8 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
-    main()
+    # Import the real module rather than run this copy: `python -m machpay.cli`
+    # would otherwise define a second AppContext that subcommands do not know.
+    from machpay.cli import main as _main
+
+    _main()

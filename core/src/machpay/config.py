@@ -142,7 +142,7 @@ def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], dict[tuple[
     tree: dict[str, Any] = {}
     origin: dict[tuple[str, ...], str] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name == "MACHPAY_CACHE":
+        if not name.startswith(ENV_PREFIX) or name in {CONFIG_ENV, "MACHPAY_CACHE"}:
             continue
         path = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split(ENV_NESTED_DELIMITER))
         if len(path) < 2 or not all(path):

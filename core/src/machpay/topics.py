@@ -8,12 +8,12 @@ creates topics from the same declarations (partitions, compaction, retention).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 DAY_MS = 24 * 3600 * 1000
 
 
-class Key(str, Enum):
+class Key(StrEnum):
     """What a topic's record key is; it decides which records share a partition."""
 
     AGENT = "agent"

@@ -46,5 +46,3 @@ def pack_by_partition(
             chunks.append([])
         chunks[-1].append(intent)
     return grouped
-
-
