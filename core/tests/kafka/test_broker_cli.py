@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from machpay.config import KafkaSettings, default_cache_dir, load_settings
+from machpay.config import KafkaSettings, load_settings
 from machpay.kafka.admin import alist_topics
 from machpay.kafka.broker import free_port
 from machpay.kafka.clients import consumer_kwargs, partition_for_key, producer_kwargs
@@ -228,4 +228,3 @@ def test_help_explains_every_option(cli_env: dict[str, str]) -> None:
     assert result.returncode == 0
     for option in ("--port", "--controller-port", "--data-dir", "--fresh", "--no-topics", "--heap"):
         assert option in result.stdout
-    assert default_cache_dir().name == "machpay"
