@@ -1,0 +1,144 @@
+"""The spend policy an agent's owner sets, and how a payment is checked against it.
+
+Static rules (allowed vendors and services, the per-call cap) need nothing but
+the offer. Budget rules (per-vendor total, rolling window) need what was
+already spent; :class:`~machpay.sdk.ledger.AgentLedger` checks them inside the
+same transaction that allocates the payment, so two threads or processes
+sharing a key cannot together overshoot a budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+
+from machpay.sdk.errors import PolicyViolation
+
+
+@dataclass(frozen=True, slots=True)
+class SpendPolicy:
+    """Limits in lamports (the asset's base units). ``None`` means no limit.
+
+    - ``max_per_call``: the price of one call;
+    - ``max_per_vendor``: everything ever authorised to one vendor;
+      ``vendor_limits`` overrides it for named vendors;
+    - ``window_limit`` per ``window_seconds``: everything authorised to all
+      vendors in the rolling window ending now;
+    - ``allowed_vendors`` / ``allowed_services``: when set, anything else is refused;
+    - ``max_timeout_seconds``: the longest validity an intent may carry
+      (the gateway's ``maxTimeoutSeconds`` is used when shorter).
+    """
+
+    max_per_call: int | None = None
+    max_per_vendor: int | None = None
+    vendor_limits: Mapping[str, int] = field(default_factory=dict)
+    window_limit: int | None = None
+    window_seconds: float = 3600.0
+    allowed_vendors: AbstractSet[str] | None = None
+    allowed_services: AbstractSet[str] | None = None
+    max_timeout_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        for name in ("max_per_call", "max_per_vendor", "window_limit"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
+        for vendor, limit in self.vendor_limits.items():
+            if type(limit) is not int or limit < 0:
+                raise ValueError(f"vendor_limits[{vendor!r}] must be a non-negative integer")
+        if self.window_seconds <= 0:
+            raise ValueError("window_seconds must be positive")
+        if self.max_timeout_seconds < 1:
+            raise ValueError("max_timeout_seconds must be at least 1")
+        for name in ("allowed_vendors", "allowed_services"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, frozenset):
+                object.__setattr__(self, name, frozenset(_strings(name, value)))
+
+    @property
+    def needs_budget(self) -> bool:
+        """True when checking needs what was already spent."""
+        return (
+            self.max_per_vendor is not None
+            or bool(self.vendor_limits)
+            or self.window_limit is not None
+        )
+
+    def vendor_limit(self, vendor: str) -> int | None:
+        return self.vendor_limits.get(vendor, self.max_per_vendor)
+
+    def check_offer(self, *, vendor: str, service: str, amount: int) -> None:
+        """The rules that need no history; raises :class:`PolicyViolation`."""
+        if self.allowed_vendors is not None and vendor not in self.allowed_vendors:
+            raise PolicyViolation(
+                "allowed_vendors",
+                f"vendor {vendor} is not in the allowed vendors",
+                vendor=vendor,
+                service=service,
+                requested=amount,
+            )
+        if self.allowed_services is not None and service not in self.allowed_services:
+            raise PolicyViolation(
+                "allowed_services",
+                f"service {service!r} is not in the allowed services",
+                vendor=vendor,
+                service=service,
+                requested=amount,
+            )
+        if self.max_per_call is not None and amount > self.max_per_call:
+            raise PolicyViolation(
+                "max_per_call",
+                f"price {amount} exceeds the per-call limit {self.max_per_call}",
+                vendor=vendor,
+                service=service,
+                requested=amount,
+                allowed=self.max_per_call,
+            )
+
+    def check_budget(
+        self,
+        *,
+        vendor: str,
+        service: str,
+        amount: int,
+        spent_with_vendor: int,
+        spent_in_window: int,
+    ) -> None:
+        """The rules that need history: what was spent with this vendor and in the window."""
+        limit = self.vendor_limit(vendor)
+        if limit is not None and spent_with_vendor + amount > limit:
+            raise PolicyViolation(
+                "max_per_vendor",
+                f"{spent_with_vendor} already spent with vendor {vendor}; "
+                f"{amount} more exceeds its limit {limit}",
+                vendor=vendor,
+                service=service,
+                requested=amount,
+                allowed=limit,
+                spent=spent_with_vendor,
+            )
+        if self.window_limit is not None and spent_in_window + amount > self.window_limit:
+            raise PolicyViolation(
+                "window",
+                f"{spent_in_window} already spent in the last {self.window_seconds:g} s; "
+                f"{amount} more exceeds the window limit {self.window_limit}",
+                vendor=vendor,
+                service=service,
+                requested=amount,
+                allowed=self.window_limit,
+                spent=spent_in_window,
+            )
+
+
+def _strings(name: str, values: Iterable[object]) -> Iterable[str]:
+    if isinstance(values, str):
+        raise ValueError(f"{name} must be a collection of strings, not one string")
+    for value in values:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must contain strings, got {value!r}")
+        yield value
+
+
+UNLIMITED = SpendPolicy()
+"""No limits beyond the 60-second intent validity. Explicit, so it reads as a choice."""
