@@ -1,0 +1,89 @@
+"""The agent as its developer sees it: a key, a ledger, a policy, and paying HTTP clients.
+
+::
+
+    agent = Agent.load(policy=SpendPolicy(max_per_call=5_000, window_limit=1_000_000))
+    with agent.client() as http:
+        response = http.get("https://vendor.example/v1/forecast?city=Oslo")
+    print(response.json(), receipt(response))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from machpay.protocol import Keypair
+from machpay.sdk.auth import MachPayAuth
+from machpay.sdk.identity import AgentWallet, default_state_dir
+from machpay.sdk.ledger import AgentLedger, ReceiptRecord
+from machpay.sdk.payer import Deployment, Payer
+from machpay.sdk.policy import UNLIMITED, SpendPolicy
+from machpay.sdk.telemetry import TelemetrySink
+
+
+class Agent:
+    """One agent key with its durable ledger and its owner's spend policy."""
+
+    def __init__(
+        self,
+        wallet: AgentWallet | Keypair,
+        *,
+        policy: SpendPolicy = UNLIMITED,
+        state_dir: str | os.PathLike[str] | None = None,
+        deployment: Deployment | None = None,
+        telemetry: TelemetrySink | None = None,
+    ) -> None:
+        self.wallet = wallet if isinstance(wallet, AgentWallet) else AgentWallet(wallet)
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        self.ledger = AgentLedger.for_agent(self.wallet.address, self.state_dir)
+        self.policy = policy
+        self.payer = Payer(self.wallet.keypair, self.ledger, policy, deployment=deployment)
+        self.telemetry = telemetry
+
+    @classmethod
+    def load(
+        cls,
+        key_path: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = False,
+        **options: Any,
+    ) -> Agent:
+        """The agent whose key is at ``key_path`` (default ``~/.config/machpay/agent.json``)."""
+        wallet = AgentWallet.load_or_create(key_path) if create else AgentWallet.load(key_path)
+        return cls(wallet, **options)
+
+    @property
+    def address(self) -> str:
+        return self.wallet.address
+
+    def auth(self) -> MachPayAuth:
+        """An ``httpx.Auth`` for any httpx client, sync or async."""
+        return MachPayAuth(self.payer, telemetry=self.telemetry)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An ``httpx.Client`` that pays for 402 answers (keyword arguments go to httpx)."""
+        return httpx.Client(auth=self.auth(), **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` that pays for 402 answers."""
+        return httpx.AsyncClient(auth=self.auth(), **kwargs)
+
+    def history(self, limit: int = 50) -> list[ReceiptRecord]:
+        """The most recent paid calls, newest first."""
+        return self.ledger.history(limit)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Agent(address={self.address}, state_dir={self.state_dir})"
