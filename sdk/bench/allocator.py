@@ -81,7 +81,7 @@ def _run(kind: str, processes: int, seconds: float) -> float:
         ]
         for p in procs:
             p.start()
-        total = sum(queue.get(timeout=seconds + 60) for _ in procs)
+        total: int = sum(int(queue.get(timeout=seconds + 60)) for _ in procs)
         for p in procs:
             p.join()
         return total / seconds
