@@ -200,3 +200,34 @@ def test_non_machpay_402_is_reported(agent: Agent) -> None:
     transport = httpx.MockTransport(handler)
     with agent.client(transport=transport) as http, pytest.raises(PaymentUnsupported):
         http.get("http://vendor.test/x")
+
+
+def _scope(request: httpx.Request) -> dict[str, object]:
+    return {
+        "type": "http",
+        "method": request.method,
+        "path": request.url.path,
+        "raw_path": request.url.raw_path.split(b"?", 1)[0],
+        "query_string": request.url.query,
+        "headers": [(k.lower(), v) for k, v in request.headers.raw],
+    }
+
+
+def test_failure_after_payment_without_receipt_keeps_no_receipt(agent: Agent) -> None:
+    from .conftest import make_app
+
+    app = make_app()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "payment-signature" in request.headers:
+            return httpx.Response(502, content=b"upstream down")
+        status, headers, body = app.handle(_scope(request), request.content)
+        return httpx.Response(status, headers=headers, content=body)
+
+    with agent.client(transport=httpx.MockTransport(handler)) as http:
+        response = http.get("http://vendor.test/v1/forecast")
+    assert response.status_code == 502
+    assert receipt(response) is None
+    assert agent.history() == []
+    # The intent was signed and may be settled: it stays counted as spent.
+    assert agent.ledger.spent() == 1_000

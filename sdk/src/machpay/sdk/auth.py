@@ -178,10 +178,15 @@ class MachPayAuth(httpx.Auth):
                     raise PaymentRejected(reason, fresh.extra.reason, call.status)
                 retried.add(reason)
                 offer = fresh
-            if call.status in {400, 431}:
+            confirmed = _confirmation(payment, response)
+            if confirmed is None and call.status in {400, 431}:
                 # The gateway could not read our header: a payment problem, not the API's.
                 raise PaymentRejected(Reason.MALFORMED_HEADER.value, None, call.status)
-            paid = self._receipt(payment, response, call.facts)
+            if confirmed is None and call.status >= 400:
+                # Neither served nor refused with a reason: keep no receipt.
+                call.error = f"HTTP {call.status} without a payment receipt"
+                return
+            paid = self.payer.receipt(payment, confirmed, call.facts, call.status)
             yield partial(self.payer.keep, paid)
             response.extensions[RECEIPT_EXTENSION] = paid
             call.outcome, call.error = Outcome.PAID, None
@@ -196,20 +201,6 @@ class MachPayAuth(httpx.Auth):
             raise
         finally:
             self._report(call)
-
-    def _receipt(
-        self, payment: PreparedPayment, response: httpx.Response, facts: RequestFacts
-    ) -> Receipt:
-        header = response.headers.get(PAYMENT_RESPONSE_HEADER)
-        parsed: PaymentResponse | None = None
-        if header is not None:
-            try:
-                parsed = PaymentResponse.decode(header)
-            except ProtocolError:
-                parsed = None
-        if parsed is not None and parsed.intent_id != payment.signed.id:
-            parsed = None  # not a receipt for what we signed; keep our own facts
-        return self.payer.receipt(payment, parsed, facts, response.status_code)
 
     def _report(self, call: _Call) -> None:
         if self.telemetry is None:
@@ -248,3 +239,15 @@ class _Call:
     error: str | None = "call abandoned (transport error or cancelled)"
     vendor: str | None = None
     payment: PreparedPayment | None = None
+
+
+def _confirmation(payment: PreparedPayment, response: httpx.Response) -> PaymentResponse | None:
+    """The gateway's ``PAYMENT-RESPONSE`` if it is a receipt for the intent we signed."""
+    header = response.headers.get(PAYMENT_RESPONSE_HEADER)
+    if header is None:
+        return None
+    try:
+        parsed = PaymentResponse.decode(header)
+    except ProtocolError:
+        return None
+    return parsed if parsed.success and parsed.intent_id == payment.signed.id else None
