@@ -97,3 +97,18 @@ def test_help_documents_every_command(tmp_path: Path) -> None:
     _, out, _ = run(tmp_path, "pay", "--help")
     for option in ("-X", "-d", "--max-price", "--pin-deployment"):
         assert option in out
+
+
+def test_pay_with_a_policy_file(tmp_path: Path, served: Served) -> None:
+    run(tmp_path, "keygen")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("max_per_vendor = 1500\n")
+    code, _, err = run(tmp_path, "pay", "--policy", str(policy), f"{served.url}/v1/forecast")
+    assert code == 0, err
+    code, _, err = run(tmp_path, "pay", "--policy", str(policy), f"{served.url}/v1/forecast")
+    assert code != 0
+    assert "max_per_vendor" in err
+    policy.write_text("max_per_vendr = 1\n")
+    code, _, err = run(tmp_path, "pay", "--policy", str(policy), f"{served.url}/v1/forecast")
+    assert code != 0
+    assert "max_per_vendr" in err

@@ -111,3 +111,28 @@ def test_violation_pickles_with_its_numbers() -> None:
     copy = pickle.loads(pickle.dumps(violation))
     assert (copy.limit, copy.requested, copy.allowed, copy.spent) == ("window", 3, 2, 1)
     assert str(copy) == str(violation)
+
+
+def test_policy_from_a_toml_file(tmp_path: Path) -> None:
+    from machpay.sdk.policy import load_policy
+
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        "[policy]\nmax_per_call = 5000\nwindow_limit = 20000\nwindow_seconds = 60\n"
+        'allowed_services = ["search"]\n[policy.vendor_limits]\nv1 = 7\n'
+    )
+    policy = load_policy(path)
+    assert policy.max_per_call == 5000
+    assert policy.window_seconds == 60
+    assert policy.allowed_services == frozenset({"search"})
+    assert policy.vendor_limit("v1") == 7
+    assert policy.vendor_limit("v2") is None
+
+
+def test_policy_file_refuses_unknown_keys(tmp_path: Path) -> None:
+    from machpay.sdk.policy import load_policy
+
+    path = tmp_path / "policy.toml"
+    path.write_text("max_per_cal = 5\n")
+    with pytest.raises(ValueError, match="max_per_cal"):
+        load_policy(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from machpay.sdk.auth import receipt
 from machpay.sdk.errors import MachPayError
 from machpay.sdk.identity import AgentWallet, default_key_path, default_state_dir
 from machpay.sdk.payer import Deployment
-from machpay.sdk.policy import SpendPolicy
+from machpay.sdk.policy import SpendPolicy, load_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,15 @@ def address(options: AgentOptions) -> None:
     help="Refuse to pay more than this many lamports for the call.",
 )
 @click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="MACHPAY_AGENT_POLICY",
+    help="Spend policy TOML file (also MACHPAY_AGENT_POLICY): max_per_call, max_per_vendor, "
+    "vendor_limits, window_limit, window_seconds, allowed_vendors, allowed_services. "
+    "Budgets count everything this key ever paid, from the ledger.",
+)
+@click.option(
     "--vendor",
     "vendors",
     multiple=True,
@@ -127,6 +136,7 @@ def pay(
     data: str | None,
     headers: tuple[str, ...],
     max_price: int | None,
+    policy_path: Path | None,
     vendors: tuple[str, ...],
     pin_deployment: bool,
     timeout: float,
@@ -147,7 +157,7 @@ def pay(
             raise click.BadParameter(
                 f"{vendor!r} is not a Solana address", param_hint="--vendor"
             ) from None
-    policy = SpendPolicy(max_per_call=max_price, allowed_vendors=frozenset(vendors) or None)
+    policy = _policy(policy_path, max_price, frozenset(vendors))
     deployment = None
     if pin_deployment:
         pinned = app.settings.deployment
@@ -225,6 +235,23 @@ def history(options: AgentOptions, *, limit: int, as_json: bool) -> None:
             )
     if not rows and not as_json:
         click.echo("no paid calls yet", err=True)
+
+
+def _policy(path: Path | None, max_price: int | None, vendors: frozenset[str]) -> SpendPolicy:
+    """The file's policy, narrowed (never widened) by --max-price and --vendor."""
+    try:
+        policy = load_policy(path) if path is not None else SpendPolicy()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--policy") from exc
+    if max_price is not None:
+        current = policy.max_per_call
+        policy = replace(
+            policy, max_per_call=max_price if current is None else min(current, max_price)
+        )
+    if vendors:
+        allowed = policy.allowed_vendors
+        policy = replace(policy, allowed_vendors=vendors if allowed is None else vendors & allowed)
+    return policy
 
 
 def _read_data(data: str | None) -> bytes | None:

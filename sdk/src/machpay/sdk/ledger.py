@@ -212,12 +212,13 @@ class AgentLedger:
             raise LedgerError(f"{self.path}: belongs to agent {row[0]}, not {self.agent}")
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Cursor]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock is taken up front, so two
-        writers never both read a value and then both write it."""
+        writers never both read a value and then both write it. Reads use a
+        deferred transaction (a consistent WAL snapshot, no write lock)."""
         with self._lock:
             cur = self._connect().cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield cur
             except BaseException:
@@ -333,7 +334,7 @@ class AgentLedger:
 
     def cumulative(self, *, domain: bytes, channel: bytes) -> int:
         """The last cumulative authorised on a channel (0 if none)."""
-        with self._transaction() as cur:
+        with self._transaction(write=False) as cur:
             row = cur.execute(
                 "SELECT cumulative FROM channels WHERE domain = ? AND channel = ?",
                 (domain, channel),
@@ -342,7 +343,7 @@ class AgentLedger:
 
     def next_nonce(self) -> int:
         """The nonce the next allocation will get (for inspection only)."""
-        with self._transaction() as cur:
+        with self._transaction(write=False) as cur:
             return int(
                 cur.execute("SELECT value FROM meta WHERE name = 'next_nonce'").fetchone()[0]
             )
@@ -358,7 +359,7 @@ class AgentLedger:
             clauses.append("at_ms > ?")
             params.append(since_ms)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._transaction() as cur:
+        with self._transaction(write=False) as cur:
             row = cur.execute(
                 f"SELECT COALESCE(SUM(amount), 0) FROM spends{where}", params
             ).fetchone()
@@ -366,7 +367,7 @@ class AgentLedger:
 
     def allocations(self) -> list[Allocation]:
         """Every allocation ever made, in nonce order (tests and audits)."""
-        with self._transaction() as cur:
+        with self._transaction(write=False) as cur:
             rows = cur.execute(
                 "SELECT nonce, cumulative, amount, domain, channel, vendor, service, at_ms "
                 "FROM spends ORDER BY nonce"
@@ -396,7 +397,7 @@ class AgentLedger:
 
     def history(self, limit: int = 50) -> list[ReceiptRecord]:
         """The most recent receipts, newest first."""
-        with self._transaction() as cur:
+        with self._transaction(write=False) as cur:
             rows = cur.execute(
                 "SELECT intent_id, at_ms, method, url, vendor, service, network, amount, "
                 "cumulative, nonce, status FROM receipts ORDER BY at_ms DESC, nonce DESC LIMIT ?",

@@ -9,9 +9,13 @@ sharing a key cannot together overshoot a budget.
 
 from __future__ import annotations
 
+import os
+import tomllib
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 from machpay.sdk.errors import PolicyViolation
 
@@ -138,6 +142,51 @@ def _strings(name: str, values: Iterable[object]) -> Iterable[str]:
         if not isinstance(value, str):
             raise ValueError(f"{name} must contain strings, got {value!r}")
         yield value
+
+
+def policy_from_mapping(data: Mapping[str, Any], where: str = "policy") -> SpendPolicy:
+    """A policy from plain data (a TOML table, JSON): the field names of :class:`SpendPolicy`.
+
+    Unknown keys are refused (a typo must not silently lift a limit);
+    ``ValueError`` names the key and ``where``.
+    """
+    known = {f.name for f in fields(SpendPolicy)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown policy key(s) {unknown}; known: {sorted(known)}")
+    values: dict[str, Any] = dict(data)
+    for name in ("allowed_vendors", "allowed_services"):
+        if values.get(name) is not None:
+            values[name] = frozenset(_strings(f"{where}.{name}", values[name]))
+    if "vendor_limits" in values and not isinstance(values["vendor_limits"], Mapping):
+        raise ValueError(f"{where}.vendor_limits: expected a table of vendor = lamports")
+    try:
+        return SpendPolicy(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def load_policy(path: str | os.PathLike[str]) -> SpendPolicy:
+    """Read a policy from a TOML file: keys at the top level or in a ``[policy]`` table::
+
+    max_per_call = 5000
+    window_limit = 200000
+    window_seconds = 3600
+    allowed_services = ["search", "weather"]
+    [vendor_limits]
+    "<vendor address>" = 1000000
+    """
+    where = Path(path)
+    try:
+        data = tomllib.loads(where.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read policy: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{where}: not valid TOML: {exc}") from exc
+    table = data.get("policy", data)
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where}: [policy] must be a table")
+    return policy_from_mapping(table, str(where))
 
 
 UNLIMITED = SpendPolicy()
