@@ -114,11 +114,15 @@ def test_resync_never_lowers_the_local_cumulative(served: Served, agent: Agent) 
 
 
 def test_stale_challenge_is_retried_once(served: Served, agent: Agent) -> None:
-    served.app.stale_next = 1
     with agent.client() as http:
+        http.get(f"{served.url}/v1/forecast")
+        served.app.stale_next = 1
         response = http.get(f"{served.url}/v1/forecast")
     assert response.status_code == 200
     assert served.app.refusals == [Reason.STALE_CHALLENGE.value]
+    paid = receipt(response)
+    assert paid is not None
+    assert paid.cumulative == 3_000  # the refused intent stays authorised: a gap of 1000
     served.app.stale_next = 2
     with agent.client() as http, pytest.raises(PaymentRejected) as info:
         http.get(f"{served.url}/v1/forecast")
