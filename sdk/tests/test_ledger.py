@@ -242,3 +242,42 @@ def test_sigkill_mid_allocation_never_reuses(
         # And a restart carries on honestly.
         after = [allocate_and_sign(ledger, CHANNELS[i % 3], 5) for i in range(6)]
     assert_honest(intents + after)
+
+
+def _budget_worker(state_dir: str, attempts: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    from machpay.sdk.errors import PolicyViolation
+    from machpay.sdk.policy import SpendPolicy
+
+    policy = SpendPolicy(max_per_vendor=100, window_limit=150)
+    paid = 0
+    with AgentLedger.for_agent(KEY.address, state_dir) as ledger:
+        for i in range(attempts):
+            try:
+                ledger.allocate(
+                    domain=DOMAIN,
+                    channel=CHANNELS[i % 2],
+                    vendor=f"v{i % 2}",
+                    service="s",
+                    amount=3,
+                    policy=policy,
+                )
+                paid += 3
+            except PolicyViolation:
+                pass
+    queue.put(paid)
+
+
+def test_budgets_hold_across_processes(tmp_path: Path) -> None:
+    queue = FORK.Queue()
+    procs = [FORK.Process(target=_budget_worker, args=(str(tmp_path), 40, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    paid = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    # Two vendors of 100 each (33 calls of 3 = 99), capped by the window at 150 (50 calls).
+    assert sum(paid) == 150
+    with ledger_for(tmp_path) as ledger:
+        assert ledger.spent() == 150
+        assert ledger.spent(vendor="v0") <= 100
+        assert ledger.spent(vendor="v1") <= 100

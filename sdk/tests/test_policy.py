@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from machpay.sdk.errors import PolicyViolation
 from machpay.sdk.ledger import AgentLedger
@@ -136,3 +138,62 @@ def test_policy_file_refuses_unknown_keys(tmp_path: Path) -> None:
     path.write_text("max_per_cal = 5\n")
     with pytest.raises(ValueError, match="max_per_cal"):
         load_policy(path)
+
+
+# -- properties -----------------------------------------------------------------
+
+spends = st.lists(
+    st.tuples(st.sampled_from(["v1", "v2", "v3"]), st.integers(1, 400), st.integers(0, 5_000)),
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    calls=spends,
+    per_vendor=st.integers(0, 3_000),
+    window=st.integers(0, 3_000),
+    per_call=st.integers(1, 400),
+)
+def test_accepted_spends_never_exceed_any_limit(
+    tmp_path_factory: pytest.TempPathFactory,
+    calls: list[tuple[str, int, int]],
+    per_vendor: int,
+    window: int,
+    per_call: int,
+) -> None:
+    ledger = AgentLedger.for_agent("agent", tmp_path_factory.mktemp("p"))
+    policy = SpendPolicy(
+        max_per_call=per_call, max_per_vendor=per_vendor, window_limit=window, window_seconds=10
+    )
+    now = 1_000_000_000
+    accepted: list[tuple[str, int, int]] = []
+    for vendor, amount, step_ms in calls:
+        now += step_ms
+        vendor_total = sum(a for v, a, _ in accepted if v == vendor)
+        in_window = sum(a for _, a, t in accepted if t > now - 10_000)
+        should_pass = (
+            amount <= per_call
+            and vendor_total + amount <= per_vendor
+            and in_window + amount <= window
+        )
+        refused = False
+        try:
+            ledger.allocate(
+                domain=DOMAIN,
+                channel=(vendor * 16).encode(),
+                vendor=vendor,
+                service="s",
+                amount=amount,
+                policy=policy,
+                now_ms=now,
+            )
+        except PolicyViolation:
+            refused = True
+        assert refused == (not should_pass)
+        if not refused:
+            accepted.append((vendor, amount, now))
+    assert ledger.spent() == sum(a for _, a, _ in accepted)
+    ledger.close()
