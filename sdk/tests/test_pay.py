@@ -235,3 +235,34 @@ def test_failure_after_payment_without_receipt_keeps_no_receipt(agent: Agent) ->
     assert agent.history() == []
     # The intent was signed and may be settled: it stays counted as spent.
     assert agent.ledger.spent() == 1_000
+
+
+def test_discovered_offer_caps_the_price(served: Served, agent: Agent, tmp_path: Path) -> None:
+    import json
+
+    from machpay.sdk import FileRegistry
+
+    listing = tmp_path / "services.json"
+    entries = [
+        {"vendor": VENDOR.address, "service": "weather", "price": 1_000, "gateway_url": served.url},
+        {
+            "vendor": VENDOR.address,
+            "service": "translate",
+            "price": 2_000,
+            "gateway_url": served.url,
+        },
+    ]
+    listing.write_text(json.dumps({"services": entries}))
+    registry = FileRegistry(listing)
+    weather = registry.find(service="weather", max_price=1_500)
+    assert weather is not None
+    with agent.client_for(weather) as http:
+        assert receipt(http.get("/v1/forecast")) is not None
+        # Same gateway, but a service the listing did not offer through this client.
+        with pytest.raises(PolicyViolation, match="allowed_services"):
+            http.get("/v1/translate")
+    translate = registry.find(service="translate")
+    assert translate is not None
+    with agent.client_for(translate) as http, pytest.raises(PolicyViolation) as info:
+        http.get("/v1/translate")  # the gateway asks 2500, the listing said 2000
+    assert info.value.limit == "max_per_call"

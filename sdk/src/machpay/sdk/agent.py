@@ -18,6 +18,7 @@ import httpx
 
 from machpay.protocol import Keypair
 from machpay.sdk.auth import MachPayAuth
+from machpay.sdk.discovery import ServiceOffer
 from machpay.sdk.identity import AgentWallet, default_state_dir
 from machpay.sdk.ledger import AgentLedger, ReceiptRecord
 from machpay.sdk.payer import Deployment, Payer
@@ -71,6 +72,21 @@ class Agent:
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` that pays for 402 answers."""
         return httpx.AsyncClient(auth=self.auth(), **kwargs)
+
+    def client_for(self, offer: ServiceOffer, **kwargs: Any) -> httpx.Client:
+        """A client for one listed service (see :mod:`machpay.sdk.discovery`).
+
+        ``base_url`` is the offer's gateway, and payments through it are capped
+        at the listed price, to the listed vendor and service, on top of the
+        agent's policy: a gateway asking more than it advertises is refused
+        before anything is signed.
+        """
+        policy = self.policy.narrowed(
+            max_per_call=offer.price, vendors={offer.vendor}, services={offer.service}
+        )
+        auth = MachPayAuth(self.payer.with_policy(policy), telemetry=self.telemetry)
+        kwargs.setdefault("base_url", offer.gateway_url)
+        return httpx.Client(auth=auth, **kwargs)
 
     def history(self, limit: int = 50) -> list[ReceiptRecord]:
         """The most recent paid calls, newest first."""

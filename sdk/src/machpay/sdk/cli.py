@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -243,15 +243,7 @@ def _policy(path: Path | None, max_price: int | None, vendors: frozenset[str]) -
         policy = load_policy(path) if path is not None else SpendPolicy()
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--policy") from exc
-    if max_price is not None:
-        current = policy.max_per_call
-        policy = replace(
-            policy, max_per_call=max_price if current is None else min(current, max_price)
-        )
-    if vendors:
-        allowed = policy.allowed_vendors
-        policy = replace(policy, allowed_vendors=vendors if allowed is None else vendors & allowed)
-    return policy
+    return policy.narrowed(max_per_call=max_price, vendors=vendors or None)
 
 
 def _read_data(data: str | None) -> bytes | None:

@@ -159,6 +159,12 @@ class Payer:
     def address(self) -> str:
         return self.keypair.address
 
+    def with_policy(self, policy: SpendPolicy) -> Payer:
+        """The same key, ledger and pins under another policy (budgets stay shared)."""
+        return Payer(
+            self.keypair, self.ledger, policy, deployment=self.deployment, assets=self.assets
+        )
+
     def choose(self, required: PaymentRequired) -> PaymentRequirements:
         """The first ``machpay`` entry this agent may pay (deployment and asset)."""
         reasons = []

@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,29 @@ class SpendPolicy:
             value = getattr(self, name)
             if value is not None and not isinstance(value, frozenset):
                 object.__setattr__(self, name, frozenset(_strings(name, value)))
+
+    def narrowed(
+        self,
+        *,
+        max_per_call: int | None = None,
+        vendors: AbstractSet[str] | None = None,
+        services: AbstractSet[str] | None = None,
+    ) -> SpendPolicy:
+        """This policy with tighter limits; never looser than it already is."""
+        policy = self
+        if max_per_call is not None:
+            current = policy.max_per_call
+            cap = max_per_call if current is None else min(current, max_per_call)
+            policy = replace(policy, max_per_call=cap)
+        if vendors is not None:
+            allowed = policy.allowed_vendors
+            narrowed = frozenset(vendors) if allowed is None else frozenset(vendors) & allowed
+            policy = replace(policy, allowed_vendors=narrowed)
+        if services is not None:
+            allowed = policy.allowed_services
+            narrowed = frozenset(services) if allowed is None else frozenset(services) & allowed
+            policy = replace(policy, allowed_services=narrowed)
+        return policy
 
     @property
     def needs_budget(self) -> bool:
