@@ -203,3 +203,40 @@ def test_stale_challenge_retry_on_a_new_channel(real_gateway: RealGateway, tmp_p
         paid = receipt(response)
         assert paid is not None
         assert paid.cumulative == 2_000
+
+
+@pytest.mark.integration
+async def test_sdk_payments_land_on_intents_accepted(kafka_settings: Any, tmp_path: Path) -> None:
+    """The issue's end-to-end: real SDK → real gateway → real upstream, real local Kafka."""
+    from machpay import topics
+
+    if not hasattr(gateway_testing, "read_topic"):
+        pytest.skip("this gateway version has no read_topic helper")
+    vendor = Keypair.generate()
+    with gateway_testing.serve_in_thread(
+        gateway_testing.echo_upstream, gateway_testing.free_port()
+    ) as upstream:
+        settings = gateway_testing.gateway_settings(
+            spool_dir=tmp_path / "spool", upstream=upstream, vendor=vendor, base=kafka_settings
+        )
+        gateway = gateway_app.Gateway(settings)
+        with (
+            gateway_testing.serve_in_thread(gateway, gateway_testing.free_port()) as url,
+            new_agent(tmp_path / "state") as agent,
+        ):
+            async with agent.async_client() as http:
+                responses = [await http.get(f"{url}/v1/search?q={i}") for i in range(3)]
+                responses.append(await http.post(f"{url}/v1/search", json={"q": "post"}))
+    receipts = [receipt(r) for r in responses]
+    assert all(r is not None for r in receipts), [r.text for r in responses]
+    ids = {r.intent_id for r in receipts if r is not None}
+    batches = await gateway_testing.read_topic(
+        kafka_settings,
+        topics.INTENTS_ACCEPTED,
+        done=lambda values: ids <= set(gateway_testing.accepted_ids(values)),
+    )
+    on_topic = [
+        record for batch in batches for record in batch["intents"] if bytes(record["id"]) in ids
+    ]
+    assert {bytes(r["id"]) for r in on_topic} == ids
+    assert all(bytes(r["vendor"]) == vendor.public for r in on_topic)
