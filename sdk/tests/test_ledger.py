@@ -281,3 +281,12 @@ def test_budgets_hold_across_processes(tmp_path: Path) -> None:
         assert ledger.spent() == 150
         assert ledger.spent(vendor="v0") <= 100
         assert ledger.spent(vendor="v1") <= 100
+
+
+def test_ledger_files_are_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    with ledger_for(tmp_path) as ledger:
+        ledger.allocate(domain=DOMAIN, channel=CHANNELS[0], vendor="v", service="s", amount=1)
+        for path in tmp_path.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path

@@ -141,6 +141,9 @@ class AgentLedger:
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Owner-only, whatever the umask: SQLite gives its -wal/-shm files the
+        # database file's mode.
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         with self._lock:
             self._connect()
 
