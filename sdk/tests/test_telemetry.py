@@ -121,7 +121,7 @@ def test_paid_free_and_refused_calls_are_reported(
         telemetry=pusher,
     )
     with agent, agent.client() as http:
-        http.get(f"{served.url}/v1/forecast")
+        http.get(f"{served.url}/v1/forecast?token=secret")
         http.get(f"{served.url}/health")
         with pytest.raises(PolicyViolation):
             http.post(f"{served.url}/v1/translate", json={})
@@ -135,6 +135,7 @@ def test_paid_free_and_refused_calls_are_reported(
     assert paid["intent_id"] == served.app.accepted[0].id.hex()
     assert paid["vendor"] == VENDOR.address
     assert by_outcome["FREE"]["vendor"] is None
+    assert paid["url"] == f"{served.url}/v1/forecast"  # no query string by default
     refused = by_outcome["REFUSED_BY_POLICY"]
     assert refused["amount"] == 0
     assert "max_per_call" in refused["error"]

@@ -90,9 +90,18 @@ class MachPayAuth(httpx.Auth):
 
     requires_request_body = True  # the body is hashed into the intent
 
-    def __init__(self, payer: Payer, *, telemetry: TelemetrySink | None = None) -> None:
+    def __init__(
+        self,
+        payer: Payer,
+        *,
+        telemetry: TelemetrySink | None = None,
+        telemetry_query: bool = False,
+    ) -> None:
         self.payer = payer
         self.telemetry = telemetry
+        # Query strings often carry user data or keys: telemetry gets the URL
+        # without one unless asked.
+        self.telemetry_query = telemetry_query
         self._version = sdk_version()
 
     # -- drivers --------------------------------------------------------------
@@ -210,7 +219,7 @@ class MachPayAuth(httpx.Auth):
             self.telemetry.record(
                 CallRecord(
                     agent=self.payer.address,
-                    url=call.facts.url,
+                    url=call.facts.url if self.telemetry_query else _without_query(call.facts.url),
                     method=call.facts.method,
                     vendor=call.vendor,
                     status=call.status,
@@ -251,3 +260,7 @@ def _confirmation(payment: PreparedPayment, response: httpx.Response) -> Payment
     except ProtocolError:
         return None
     return parsed if parsed.success and parsed.intent_id == payment.signed.id else None
+
+
+def _without_query(url: str) -> str:
+    return url.split("?", 1)[0]

@@ -15,6 +15,7 @@ forever, so a dead ingest endpoint costs one timeout per flush interval.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -109,6 +110,10 @@ class TelemetryPusher:
         self.failed_batches = 0
         self._thread = threading.Thread(target=self._run, name="machpay-telemetry", daemon=True)
         self._thread.start()
+        self._closed = False
+        # A daemon thread dies with the interpreter: push what is queued at exit,
+        # briefly (an exiting agent must not hang on a dead ingest endpoint).
+        atexit.register(self.close, 1.0)
 
     def record(self, record: CallRecord) -> None:
         """Queue a record; O(1), never blocks on the network, never raises."""
@@ -141,6 +146,10 @@ class TelemetryPusher:
 
     def close(self, timeout: float = 5.0) -> None:
         """Push what is queued (up to ``timeout``), then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
         self.flush(timeout)
         self._stopping.set()
         self._wake.set()
