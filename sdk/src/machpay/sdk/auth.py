@@ -184,7 +184,16 @@ class MachPayAuth(httpx.Auth):
                     if hint is not None:
                         yield partial(self.payer.resync, fresh, hint)
                 elif reason not in _RETRY_WITH_FRESH_CHALLENGE or reason in retried:
-                    raise PaymentRejected(reason, fresh.extra.reason, call.status)
+                    detail = fresh.extra.reason
+                    if reason == Reason.CUMULATIVE_OUT_OF_STEP.value:
+                        # Still out of step after a resync: the gateway is behind what
+                        # this agent already signed, and the agent must never sign less.
+                        detail = (
+                            f"{detail}; this agent signed up to {payment.signed.cumulative} on "
+                            "the channel and never signs a lower cumulative (the gateway must "
+                            "accept the gap)"
+                        )
+                    raise PaymentRejected(reason, detail, call.status)
                 retried.add(reason)
                 offer = fresh
             confirmed = _confirmation(payment, response)
