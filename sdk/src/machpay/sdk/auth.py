@@ -23,6 +23,7 @@ loop never waits on the disk.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ from machpay.x402 import (
     PaymentResponse,
     Resource,
 )
+
+log = logging.getLogger(__name__)
 
 RECEIPT_EXTENSION = "machpay_receipt"
 """Key of ``response.extensions`` holding the :class:`Receipt` of a paid call."""
@@ -205,7 +208,10 @@ class MachPayAuth(httpx.Auth):
                 call.error = f"HTTP {call.status} without a payment receipt"
                 return
             paid = self.payer.receipt(payment, confirmed, call.facts, call.status)
-            yield partial(self.payer.keep, paid)
+            try:
+                yield partial(self.payer.keep, paid)
+            except Exception as exc:  # the call is paid and served: do not lose the response
+                log.warning("receipt %s not stored in the ledger: %s", paid.intent_id_hex, exc)
             response.extensions[RECEIPT_EXTENSION] = paid
             call.outcome, call.error = Outcome.PAID, None
         except PolicyViolation as exc:
