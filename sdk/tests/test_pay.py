@@ -266,3 +266,29 @@ def test_discovered_offer_caps_the_price(served: Served, agent: Agent, tmp_path:
     with agent.client_for(translate) as http, pytest.raises(PolicyViolation) as info:
         http.get("/v1/translate")  # the gateway asks 2500, the listing said 2000
     assert info.value.limit == "max_per_call"
+
+
+def test_machpay_entry_is_found_beside_other_x402_schemes() -> None:
+    import base64
+
+    import orjson
+
+    from machpay.sdk.payer import parse_payment_required
+
+    from .conftest import make_app
+
+    app = make_app()
+    ours = app.offer(app.routes["/v1/forecast"], b"/v1/forecast").to_json()
+    other = {"scheme": "exact", "network": "eip155:8453", "amount": "10", "extra": {"name": "USDC"}}
+    document = {
+        "x402Version": 2,
+        "error": "payment_required",
+        "resource": {"url": "http://vendor.test/v1/forecast"},
+        "accepts": [other, ours],
+    }
+    header = base64.b64encode(orjson.dumps(document)).decode()
+    required = parse_payment_required(header)
+    assert [entry.scheme for entry in required.accepts] == ["machpay"]
+    only_other = base64.b64encode(orjson.dumps({**document, "accepts": [other]})).decode()
+    with pytest.raises(PaymentUnsupported, match="exact"):
+        parse_payment_required(only_other)

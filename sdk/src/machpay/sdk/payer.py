@@ -1,7 +1,7 @@
 """Turning a 402 into a signed payment: choose the offer, check policy, allocate, sign.
 
 Transport-agnostic: :mod:`machpay.sdk.auth` drives it from httpx. Headers are
-parsed and printed only by :mod:`machpay.x402`, the codec the gateway uses.
+parsed and printed by :mod:`machpay.x402`, the codec the gateway uses.
 """
 
 from __future__ import annotations
@@ -111,28 +111,30 @@ class PreparedPayment:
 
 
 def parse_payment_required(header: str) -> PaymentRequired:
-    """Decode ``PAYMENT-REQUIRED``, keeping only the ``machpay`` entries of ``accepts``.
+    """Decode ``PAYMENT-REQUIRED`` with the shared codec.
 
-    Other x402 schemes may sit beside ours with extras we do not understand;
-    they are dropped before the codec validates the document, so they cannot
-    make our entry unreadable.
+    A 402 may offer other x402 schemes beside ours, with extras the codec
+    (rightly) does not accept as MachPay entries. Only if the codec refuses the
+    whole document are those entries dropped, and the codec then validates the
+    ``machpay`` entries alone; nothing here reads a field itself.
     """
     try:
-        document = orjson.loads(base64.b64decode(header.encode("ascii"), validate=True))
-    except (UnicodeEncodeError, binascii.Error, ValueError) as exc:
-        raise PaymentUnsupported(f"{PAYMENT_REQUIRED_HEADER} is not base64 JSON: {exc}") from None
-    if isinstance(document, dict) and isinstance(document.get("accepts"), list):
-        ours = [
-            entry
-            for entry in document["accepts"]
-            if isinstance(entry, dict) and entry.get("scheme") == SCHEME
-        ]
-        if not ours:
-            schemes = [e.get("scheme") for e in document["accepts"] if isinstance(e, dict)]
-            raise PaymentUnsupported(f"no '{SCHEME}' payment offered (schemes: {schemes})")
-        document = {**document, "accepts": ours}
+        return PaymentRequired.decode(header)
+    except ProtocolError as first:
+        error = first
     try:
-        return PaymentRequired.from_json(document)
+        document = orjson.loads(base64.b64decode(header.encode("ascii"), validate=True))
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise PaymentUnsupported(f"{PAYMENT_REQUIRED_HEADER} is malformed: {error}") from None
+    entries = document.get("accepts") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise PaymentUnsupported(f"{PAYMENT_REQUIRED_HEADER} is malformed: {error}")
+    ours = [e for e in entries if isinstance(e, dict) and e.get("scheme") == SCHEME]
+    if not ours:
+        schemes = [e.get("scheme") for e in entries if isinstance(e, dict)]
+        raise PaymentUnsupported(f"no '{SCHEME}' payment offered (schemes: {schemes})")
+    try:
+        return PaymentRequired.from_json({**document, "accepts": ours})
     except ProtocolError as exc:
         raise PaymentUnsupported(f"{PAYMENT_REQUIRED_HEADER} is malformed: {exc}") from None
 
