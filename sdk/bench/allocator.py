@@ -20,6 +20,7 @@ import multiprocessing
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,18 +31,38 @@ CHANNELS = [bytes([i]) * 32 for i in range(1, 9)]
 FORK = multiprocessing.get_context("fork")
 
 
-def _allocate_for(path: str, seconds: float, start: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _allocate_for(
+    path: str,
+    seconds: float,
+    start: float,
+    out: multiprocessing.Queue,  # type: ignore[type-arg]
+    threads: int = 1,
+) -> None:
     ledger = AgentLedger(path, agent="bench")
-    while time.time() < start:
-        time.sleep(0.001)
-    count, deadline = 0, start + seconds
-    while time.time() < deadline:
-        ledger.allocate(
-            domain=DOMAIN, channel=CHANNELS[count % 8], vendor="v", service="s", amount=1
-        )
-        count += 1
+    counts = [0] * threads
+
+    def loop(index: int) -> None:
+        while time.time() < start:
+            time.sleep(0.001)
+        count, deadline = 0, start + seconds
+        while time.time() < deadline:
+            ledger.allocate(
+                domain=DOMAIN,
+                channel=CHANNELS[(index + count) % 8],
+                vendor="v",
+                service="s",
+                amount=1,
+            )
+            count += 1
+        counts[index] = count
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     ledger.close()
-    out.put(count)
+    out.put(sum(counts))
 
 
 def _baseline_for(path: str, seconds: float, start: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
@@ -60,7 +81,7 @@ def _baseline_for(path: str, seconds: float, start: float, out: multiprocessing.
     out.put(count)
 
 
-def _run(kind: str, processes: int, seconds: float) -> float:
+def _run(kind: str, processes: int, seconds: float, threads: int = 1) -> float:
     with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
         path = str(Path(tmp) / "bench.sqlite3")
         if kind == "baseline":
@@ -92,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
     figures: dict[str, float] = {}
     for procs in (1, args.processes):
@@ -106,6 +128,15 @@ def main() -> None:
         figures[f"ratio_{procs}p"] = round(
             statistics.median(a / b for a, b in zip(alloc, base, strict=True)), 3
         )
+    # Threads of one process share a ledger: their allocations are group-committed.
+    base, alloc = [], []
+    for _ in range(args.runs):
+        base.append(_run("baseline", 1, args.seconds))
+        alloc.append(_run("allocator", 1, args.seconds, threads=args.threads))
+    figures[f"allocator_1p_{args.threads}t_per_s"] = round(statistics.median(alloc), 1)
+    figures[f"ratio_1p_{args.threads}t"] = round(
+        statistics.median(a / b for a, b in zip(alloc, base, strict=True)), 3
+    )
     result = {"name": "allocator", "seconds": args.seconds, "runs": args.runs, **figures}
     print(json.dumps(result, indent=2))
     out = Path(__file__).parent / "results" / "allocator.json"

@@ -189,14 +189,24 @@ def test_concurrent_processes_never_collide(
 
 
 def _crashing_worker(state_dir: str, out_path: str, start: int) -> None:
-    """Allocate and sign forever, appending each signed intent to a file."""
-    with AgentLedger.for_agent(KEY.address, state_dir) as ledger, open(out_path, "ab") as out:
-        i = start
-        while True:
-            signed = allocate_and_sign(ledger, CHANNELS[i % 3], 1 + i % 7)
-            out.write(signed.to_bytes())
-            out.flush()
-            i += 1
+    """Allocate and sign forever from three threads (so allocations are group
+    committed), appending each signed intent to a per-thread file."""
+    ledger = AgentLedger.for_agent(KEY.address, state_dir)
+
+    def loop(thread: int) -> None:
+        with open(f"{out_path}.{thread}", "ab") as out:
+            i = start + 10 * thread
+            while True:
+                signed = allocate_and_sign(ledger, CHANNELS[i % 3], 1 + i % 7)
+                out.write(signed.to_bytes())
+                out.flush()
+                i += 1
+
+    threads = [threading.Thread(target=loop, args=(t,), daemon=True) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 @settings(
@@ -225,7 +235,7 @@ def test_sigkill_mid_allocation_never_reuses(
         for p in procs:
             p.join(timeout=30)
             assert p.exitcode == -signal.SIGKILL
-        outputs += [Path(f"{out}.{k}") for k in range(2)]
+        outputs += [Path(f"{out}.{k}.{t}") for k in range(2) for t in range(3)]
     intents: list[SignedIntent] = []
     for path in outputs:
         data = path.read_bytes() if path.exists() else b""
@@ -290,3 +300,43 @@ def test_ledger_files_are_owner_only(tmp_path: Path) -> None:
         ledger.allocate(domain=DOMAIN, channel=CHANNELS[0], vendor="v", service="s", amount=1)
         for path in tmp_path.iterdir():
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_group_commit_keeps_policy_refusals_per_allocation(tmp_path: Path) -> None:
+    from machpay.sdk.errors import PolicyViolation
+    from machpay.sdk.policy import SpendPolicy
+
+    ledger = ledger_for(tmp_path)
+    policy = SpendPolicy(max_per_vendor=200)
+    results: list[int] = []
+    refused: list[PolicyViolation] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(30):
+            try:
+                allocation = ledger.allocate(
+                    domain=DOMAIN,
+                    channel=CHANNELS[0],
+                    vendor="v",
+                    service="s",
+                    amount=7,
+                    policy=policy,
+                )
+            except PolicyViolation as exc:
+                with lock:
+                    refused.append(exc)
+                continue
+            with lock:
+                results.append(allocation.cumulative)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 200 // 7
+    assert sorted(results) == [7 * (i + 1) for i in range(len(results))]
+    assert len(refused) == 240 - len(results)
+    assert ledger.spent(vendor="v") == 7 * len(results)
+    assert [a.cumulative for a in ledger.allocations()] == sorted(results)

@@ -30,6 +30,7 @@ the state file is as precious as the key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -39,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from machpay.sdk.errors import LedgerError
+from machpay.sdk.errors import LedgerError, PolicyViolation
 from machpay.sdk.policy import SpendPolicy
 
 SCHEMA_VERSION = 1
@@ -122,6 +123,22 @@ class ReceiptRecord:
     status: int
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One allocation waiting for the next group commit."""
+
+    domain: bytes
+    channel: bytes
+    vendor: str
+    service: str
+    amount: int
+    policy: SpendPolicy | None
+    at_ms: int
+    result: Allocation | None = None
+    error: Exception | None = None
+    done: bool = False
+
+
 def ledger_path(address: str, state_dir: str | os.PathLike[str]) -> Path:
     return Path(state_dir) / f"{address}.sqlite3"
 
@@ -138,6 +155,9 @@ class AgentLedger:
         self.path = Path(path)
         self.agent = agent
         self._lock = threading.Lock()
+        self._queue = threading.Condition(threading.Lock())
+        self._pending: list[_Pending] = []
+        self._committing = False
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -157,6 +177,10 @@ class AgentLedger:
         # A connection must not cross fork(): reopen in a child process.
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        if self._pid not in {-1, os.getpid()}:
+            # A forked child: the parent's queued allocations are not ours.
+            self._pending = []
+            self._committing = False
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
@@ -265,50 +289,134 @@ class AgentLedger:
         if policy is not None:
             policy.check_offer(vendor=vendor, service=service, amount=amount)
         at_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        with self._transaction() as cur:
-            if policy is not None and policy.needs_budget:
-                row = cur.execute(
-                    "SELECT total FROM vendor_totals WHERE vendor = ?", (vendor,)
-                ).fetchone()
-                spent_vendor = row[0] if row else 0
-                spent_window = 0
-                if policy.window_limit is not None:
-                    since = at_ms - int(policy.window_seconds * 1000)
-                    spent_window = cur.execute(
-                        "SELECT COALESCE(SUM(amount), 0) FROM spends WHERE at_ms > ?", (since,)
-                    ).fetchone()[0]
-                policy.check_budget(
-                    vendor=vendor,
-                    service=service,
-                    amount=amount,
-                    spent_with_vendor=spent_vendor,
-                    spent_in_window=spent_window,
+        request = _Pending(domain, channel, vendor, service, amount, policy, at_ms)
+        # Group commit: one thread at a time commits every allocation queued so
+        # far in one transaction (one fsync); the others wait on a condition and
+        # leave as soon as theirs is done. Each allocation is still on disk
+        # before its caller gets it back.
+        with self._queue:
+            self._pending.append(request)
+            while not request.done and self._committing:
+                self._queue.wait()
+            if request.done:
+                batch = None
+            else:  # nobody is committing, so this request is still queued
+                batch, self._pending = self._pending, []
+                self._committing = True
+        if batch is not None:
+            try:
+                with self._lock:
+                    self._commit(batch)
+            finally:
+                with self._queue:
+                    self._committing = False
+                    self._queue.notify_all()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Allocate a batch in one ``BEGIN IMMEDIATE`` transaction (caller holds the lock).
+
+        Each allocation runs in its own savepoint, so one refused by the policy
+        leaves the others intact; if the transaction itself fails, none of them
+        is returned (an unreturned allocation is at worst a skipped nonce).
+        """
+        try:
+            cur = self._connect().cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for item in batch:
+                    cur.execute("SAVEPOINT allocation")
+                    try:
+                        item.result = self._allocate_in(cur, item)
+                    except (PolicyViolation, LedgerError) as exc:
+                        cur.execute("ROLLBACK TO allocation")
+                        item.error = exc
+                    cur.execute("RELEASE allocation")
+                cur.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            for item in batch:
+                item.result = None
+                item.error = (
+                    exc
+                    if isinstance(exc, Exception)
+                    else LedgerError(f"allocation batch interrupted: {exc!r}")
                 )
-            nonce = cur.execute("SELECT value FROM meta WHERE name = 'next_nonce'").fetchone()[0]
-            cur.execute("UPDATE meta SET value = ? WHERE name = 'next_nonce'", (nonce + 1,))
+            raise
+        finally:
+            for item in batch:
+                item.done = True
+
+    @staticmethod
+    def _allocate_in(cur: sqlite3.Cursor, item: _Pending) -> Allocation:
+        policy = item.policy
+        if policy is not None and policy.needs_budget:
             row = cur.execute(
-                "SELECT cumulative FROM channels WHERE domain = ? AND channel = ?",
-                (domain, channel),
+                "SELECT total FROM vendor_totals WHERE vendor = ?", (item.vendor,)
             ).fetchone()
-            cumulative = (row[0] if row else 0) + amount
-            if cumulative > I64_MAX:
-                raise LedgerError(f"channel cumulative would overflow ({cumulative})")
-            cur.execute(
-                "INSERT INTO channels (domain, channel, vendor, cumulative, updated_ms) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (domain, channel) DO UPDATE SET "
-                "cumulative = excluded.cumulative, updated_ms = excluded.updated_ms",
-                (domain, channel, vendor, cumulative, at_ms),
+            spent_vendor = row[0] if row else 0
+            spent_window = 0
+            if policy.window_limit is not None:
+                since = item.at_ms - int(policy.window_seconds * 1000)
+                spent_window = cur.execute(
+                    "SELECT COALESCE(SUM(amount), 0) FROM spends WHERE at_ms > ?", (since,)
+                ).fetchone()[0]
+            policy.check_budget(
+                vendor=item.vendor,
+                service=item.service,
+                amount=item.amount,
+                spent_with_vendor=spent_vendor,
+                spent_in_window=spent_window,
             )
-            cur.execute(
-                "INSERT INTO spends VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (nonce, at_ms, vendor, service, domain, channel, amount, cumulative),
-            )
-            cur.execute(
-                "INSERT INTO vendor_totals VALUES (?, ?) ON CONFLICT (vendor) DO UPDATE "
-                "SET total = total + excluded.total",
-                (vendor, amount),
-            )
-        return Allocation(nonce, cumulative, amount, domain, channel, vendor, service, at_ms)
+        row = cur.execute(
+            "SELECT cumulative FROM channels WHERE domain = ? AND channel = ?",
+            (item.domain, item.channel),
+        ).fetchone()
+        cumulative = (row[0] if row else 0) + item.amount
+        if cumulative > I64_MAX:
+            raise LedgerError(f"channel cumulative would overflow ({cumulative})")
+        nonce = cur.execute("SELECT value FROM meta WHERE name = 'next_nonce'").fetchone()[0]
+        cur.execute("UPDATE meta SET value = ? WHERE name = 'next_nonce'", (nonce + 1,))
+        cur.execute(
+            "INSERT INTO channels (domain, channel, vendor, cumulative, updated_ms) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (domain, channel) DO UPDATE SET "
+            "cumulative = excluded.cumulative, updated_ms = excluded.updated_ms",
+            (item.domain, item.channel, item.vendor, cumulative, item.at_ms),
+        )
+        cur.execute(
+            "INSERT INTO spends VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                nonce,
+                item.at_ms,
+                item.vendor,
+                item.service,
+                item.domain,
+                item.channel,
+                item.amount,
+                cumulative,
+            ),
+        )
+        cur.execute(
+            "INSERT INTO vendor_totals VALUES (?, ?) ON CONFLICT (vendor) DO UPDATE "
+            "SET total = total + excluded.total",
+            (item.vendor, item.amount),
+        )
+        return Allocation(
+            nonce,
+            cumulative,
+            item.amount,
+            item.domain,
+            item.channel,
+            item.vendor,
+            item.service,
+            item.at_ms,
+        )
 
     def resync(self, *, domain: bytes, channel: bytes, vendor: str, hint: int) -> int:
         """Raise the channel's cumulative to ``max(local, hint)``; never lower it.
