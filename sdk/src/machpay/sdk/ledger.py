@@ -21,7 +21,9 @@ and commits (an fsync) *before* the caller signs anything. Hence:
 
 There are no in-memory nonce blocks: the cumulative has to reach the disk
 before the signature leaves anyway, so the nonce rides in the same commit for
-free. A fresh ledger starts its nonce counter at the current time in
+free. What is batched is the commit: concurrent allocations of one process
+share one transaction (group commit, a savepoint each), so threads pay one
+fsync per batch, not per allocation. A fresh ledger starts its nonce counter at the current time in
 microseconds, so a ledger recreated after a loss (same key, empty state)
 starts above every nonce the old one can have handed out at under a million
 allocations a second. The channel cumulatives cannot be recovered that way:
