@@ -75,3 +75,11 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
         Keypair.generate(), policy=SpendPolicy(max_per_call=10_000), state_dir=tmp_path / "state"
     ) as value:
         yield value
+
+
+@pytest.fixture(autouse=True)
+def _isolated_agent_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the developer's real ~/.config/machpay."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    for name in ("MACHPAY_AGENT_KEY", "MACHPAY_AGENT_POLICY", "MACHPAY_AGENT_STATE"):
+        monkeypatch.delenv(name, raising=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from machpay.cli import cli
@@ -112,3 +113,19 @@ def test_pay_with_a_policy_file(tmp_path: Path, served: Served) -> None:
     code, _, err = run(tmp_path, "pay", "--policy", str(policy), f"{served.url}/v1/forecast")
     assert code != 0
     assert "max_per_vendr" in err
+
+
+def test_owner_policy_file_is_the_default(
+    tmp_path: Path, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "owner.toml"
+    policy.write_text("max_per_call = 999\n")
+    monkeypatch.setenv("MACHPAY_AGENT_POLICY", str(policy))
+    run(tmp_path, "keygen")
+    code, _, err = run(tmp_path, "pay", f"{served.url}/v1/forecast")
+    assert code != 0
+    assert "max_per_call" in err
+    from machpay.sdk import Agent
+
+    with Agent.load(tmp_path / "agent.json", state_dir=tmp_path / "st") as agent:
+        assert agent.policy.max_per_call == 999

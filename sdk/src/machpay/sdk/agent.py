@@ -19,10 +19,15 @@ import httpx
 from machpay.protocol import Keypair
 from machpay.sdk.auth import MachPayAuth
 from machpay.sdk.discovery import ServiceOffer
-from machpay.sdk.identity import AgentWallet, default_state_dir
+from machpay.sdk.identity import (
+    POLICY_PATH_ENV,
+    AgentWallet,
+    default_policy_path,
+    default_state_dir,
+)
 from machpay.sdk.ledger import AgentLedger, ReceiptRecord
 from machpay.sdk.payer import Deployment, Payer
-from machpay.sdk.policy import UNLIMITED, SpendPolicy
+from machpay.sdk.policy import UNLIMITED, SpendPolicy, load_policy
 from machpay.sdk.telemetry import TelemetrySink
 
 
@@ -53,8 +58,17 @@ class Agent:
         create: bool = False,
         **options: Any,
     ) -> Agent:
-        """The agent whose key is at ``key_path`` (default ``~/.config/machpay/agent.json``)."""
+        """The agent whose key is at ``key_path`` (default ``~/.config/machpay/agent.json``).
+
+        Without a ``policy`` argument, the owner's policy file is used when it
+        exists (``MACHPAY_AGENT_POLICY`` or ``~/.config/machpay/policy.toml``):
+        an owner can limit an agent without touching its code.
+        """
         wallet = AgentWallet.load_or_create(key_path) if create else AgentWallet.load(key_path)
+        if "policy" not in options:
+            path = default_policy_path()
+            if path.exists() or os.environ.get(POLICY_PATH_ENV):
+                options["policy"] = load_policy(path)
         return cls(wallet, **options)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,13 @@ from machpay.protocol import KeyFileError, address_to_bytes
 from machpay.sdk.agent import Agent
 from machpay.sdk.auth import receipt
 from machpay.sdk.errors import MachPayError
-from machpay.sdk.identity import AgentWallet, default_key_path, default_state_dir
+from machpay.sdk.identity import (
+    POLICY_PATH_ENV,
+    AgentWallet,
+    default_key_path,
+    default_policy_path,
+    default_state_dir,
+)
 from machpay.sdk.payer import Deployment
 from machpay.sdk.policy import SpendPolicy, load_policy
 
@@ -103,11 +110,12 @@ def address(options: AgentOptions) -> None:
 @click.option(
     "--policy",
     "policy_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    envvar="MACHPAY_AGENT_POLICY",
-    help="Spend policy TOML file (also MACHPAY_AGENT_POLICY): max_per_call, max_per_vendor, "
-    "vendor_limits, window_limit, window_seconds, allowed_vendors, allowed_services. "
-    "Budgets count everything this key ever paid, from the ledger.",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Spend policy TOML file: max_per_call, max_per_vendor, vendor_limits, "
+    "window_limit, window_seconds, allowed_vendors, allowed_services. Default: "
+    "MACHPAY_AGENT_POLICY or ~/.config/machpay/policy.toml when it exists. Budgets count "
+    "everything this key ever paid, from the ledger.",
 )
 @click.option(
     "--vendor",
@@ -239,6 +247,9 @@ def history(options: AgentOptions, *, limit: int, as_json: bool) -> None:
 
 def _policy(path: Path | None, max_price: int | None, vendors: frozenset[str]) -> SpendPolicy:
     """The file's policy, narrowed (never widened) by --max-price and --vendor."""
+    if path is None:
+        default = default_policy_path()
+        path = default if default.exists() or os.environ.get(POLICY_PATH_ENV) else None
     try:
         policy = load_policy(path) if path is not None else SpendPolicy()
     except ValueError as exc:

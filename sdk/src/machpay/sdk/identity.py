@@ -29,6 +29,17 @@ def default_key_path() -> Path:
     return Path(explicit) if explicit else config_dir() / "agent.json"
 
 
+POLICY_PATH_ENV = "MACHPAY_AGENT_POLICY"
+"""Environment variable naming the owner's spend policy file."""
+
+
+def default_policy_path() -> Path:
+    """The owner's spend policy file: ``MACHPAY_AGENT_POLICY`` or
+    ``~/.config/machpay/policy.toml`` (read when present)."""
+    explicit = os.environ.get(POLICY_PATH_ENV)
+    return Path(explicit) if explicit else config_dir() / "policy.toml"
+
+
 def default_state_dir() -> Path:
     """Where per-agent allocation state lives: ``~/.config/machpay/state``.
 
