@@ -292,3 +292,29 @@ def test_machpay_entry_is_found_beside_other_x402_schemes() -> None:
     only_other = base64.b64encode(orjson.dumps({**document, "accepts": [other]})).decode()
     with pytest.raises(PaymentUnsupported, match="exact"):
         parse_payment_required(only_other)
+
+
+async def test_async_flow_refuses_by_policy_and_retries_stale(
+    served: Served, tmp_path: Path
+) -> None:
+    policy = SpendPolicy(max_per_call=1_000)
+    with Agent(Keypair.generate(), policy=policy, state_dir=tmp_path) as agent:
+        async with agent.async_client() as http:
+            with pytest.raises(PolicyViolation):
+                await http.get(f"{served.url}/v1/translate")
+            served.app.stale_next = 1
+            response = await http.get(f"{served.url}/v1/forecast")
+    assert response.status_code == 200
+    assert served.app.refusals == [Reason.STALE_CHALLENGE.value]
+
+
+def test_expired_is_retried_once_then_reported(served: Served, agent: Agent) -> None:
+    import time
+
+    # The gateway's clock runs ten minutes ahead: every intent looks expired to it
+    # (its challenges are issued for its own time, so they stay fresh).
+    served.app.clock = lambda: time.time() + 600
+    with agent.client() as http, pytest.raises(PaymentRejected) as info:
+        http.get(f"{served.url}/v1/forecast")
+    assert info.value.reason == Reason.EXPIRED.value
+    assert served.app.refusals == [Reason.EXPIRED.value, Reason.EXPIRED.value]
