@@ -240,3 +240,12 @@ async def test_sdk_payments_land_on_intents_accepted(kafka_settings: Any, tmp_pa
     ]
     assert {bytes(r["id"]) for r in on_topic} == ids
     assert all(bytes(r["vendor"]) == vendor.public for r in on_topic)
+
+
+def test_percent_encoded_path_and_query_are_bound_as_sent(
+    real_gateway: RealGateway, tmp_path: Path
+) -> None:
+    with new_agent(tmp_path) as agent, agent.client() as http:
+        response = http.get(f"{real_gateway.url}/v1/items/a%20b%C3%A9?x=%2F&y=1+2&z")
+        assert response.status_code == 200, response.text
+        assert receipt(response) is not None
