@@ -153,7 +153,14 @@ def pay(
     """Call URL, paying for it if the server answers 402 (x402, scheme machpay).
 
     The response body goes to stdout; the status and the receipt (intent id,
-    amount, cumulative) to stderr, so the body can be piped.
+    amount, cumulative) to stderr, so the body can be piped. Exits non-zero,
+    having signed nothing, when the spend policy refuses the price.
+
+    \b
+    Examples:
+      machpay agent pay --max-price 2000 'http://127.0.0.1:8402/v1/search?q=bonds'
+      machpay agent pay -d @query.json -H 'Content-Type: application/json' URL
+      machpay agent pay --policy owner.toml --vendor VENDOR_ADDRESS URL | jq .
     """
     body = _read_data(data)
     verb = (method or ("POST" if body is not None else "GET")).upper()
