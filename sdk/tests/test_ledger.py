@@ -340,3 +340,23 @@ def test_group_commit_keeps_policy_refusals_per_allocation(tmp_path: Path) -> No
     assert len(refused) == 240 - len(results)
     assert ledger.spent(vendor="v") == 7 * len(results)
     assert [a.cumulative for a in ledger.allocations()] == sorted(results)
+
+
+def _allocate_once(ledger: AgentLedger, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    queue.put(allocate_and_sign(ledger, CHANNELS[0], 1).to_bytes())
+
+
+def test_fork_while_a_thread_holds_the_ledger_does_not_deadlock_the_child(
+    tmp_path: Path,
+) -> None:
+    ledger = ledger_for(tmp_path)
+    first = allocate_and_sign(ledger, CHANNELS[0], 1)
+    queue = FORK.Queue()
+    with ledger._lock:  # as if another thread were mid-commit when fork() happened
+        child = FORK.Process(target=_allocate_once, args=(ledger, queue))
+        child.start()
+        child.join(timeout=30)
+    assert child.exitcode == 0
+    forked = SignedIntent.from_bytes(queue.get(timeout=5))
+    after = allocate_and_sign(ledger, CHANNELS[0], 1)
+    assert_honest([first, forked, after])

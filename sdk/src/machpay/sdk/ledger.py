@@ -37,6 +37,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,6 +142,17 @@ class _Pending:
     done: bool = False
 
 
+_LEDGERS: weakref.WeakSet[AgentLedger] = weakref.WeakSet()
+
+
+def _reset_ledgers_in_child() -> None:
+    for ledger in list(_LEDGERS):
+        ledger._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_ledgers_in_child)
+
+
 def ledger_path(address: str, state_dir: str | os.PathLike[str]) -> Path:
     return Path(state_dir) / f"{address}.sqlite3"
 
@@ -168,6 +180,17 @@ class AgentLedger:
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         with self._lock:
             self._connect()
+        _LEDGERS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Locks held by parent threads at fork time stay held forever in the
+        # child, and the parent's queue and connection are not the child's:
+        # start afresh (without closing the parent's connection).
+        self._lock = threading.Lock()
+        self._queue = threading.Condition(threading.Lock())
+        self._pending = []
+        self._committing = False
+        self._conn = None
 
     @classmethod
     def for_agent(cls, address: str, state_dir: str | os.PathLike[str]) -> AgentLedger:
@@ -179,10 +202,6 @@ class AgentLedger:
         # A connection must not cross fork(): reopen in a child process.
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
-        if self._pid not in {-1, os.getpid()}:
-            # A forked child: the parent's queued allocations are not ours.
-            self._pending = []
-            self._committing = False
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
@@ -315,7 +334,8 @@ class AgentLedger:
                     self._queue.notify_all()
         if request.error is not None:
             raise request.error
-        assert request.result is not None
+        if request.result is None:  # pragma: no cover - a batch always settles each item
+            raise LedgerError("allocation was not settled")
         return request.result
 
     def _commit(self, batch: list[_Pending]) -> None:
