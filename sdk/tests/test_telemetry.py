@@ -140,3 +140,15 @@ def test_paid_free_and_refused_calls_are_reported(
     assert refused["amount"] == 0
     assert "max_per_call" in refused["error"]
     assert all(r["latency_ms"] >= 0 and r["sdk_version"] for r in app.records)
+
+
+def test_record_fields_mirror_the_avro_client_log() -> None:
+    import json
+
+    schema_path = Path(__file__).parents[2] / "schemas" / "avro" / "machpay.ClientLogBatch.v1.avsc"
+    schema = json.loads(schema_path.read_text())
+    (records,) = [f for f in schema["fields"] if f["name"] == "records"]
+    avro_fields = [f["name"] for f in records["type"]["items"]["fields"]]
+    assert list(record(1).to_json()) == avro_fields
+    outcome = next(f for f in records["type"]["items"]["fields"] if f["name"] == "outcome")
+    assert [o.value for o in Outcome] == outcome["type"]["symbols"]
