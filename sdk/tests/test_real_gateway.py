@@ -135,17 +135,11 @@ def test_sequential_payments_are_fraud_free(real_gateway: RealGateway, tmp_path:
     assert all(b.nonce > a.nonce for a, b in itertools.pairwise(allocations))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway requires cumulative == last + amount exactly; after any signed intent "
-    "it refused (here agent_unknown), the agent's channel is ahead of the gateway and the SDK "
-    "must never lower it, so the channel can never be paid again. PROTOCOL.md allows gaps "
-    "(cumulative_b > cumulative_a + amount_b); the gateway should accept cumulative >= "
-    "last + amount.",
-)
 def test_channel_recovers_after_a_refused_payment(
     real_gateway: RealGateway, tmp_path: Path
 ) -> None:
+    """A refused signed intent leaves the agent ahead of the gateway for good (it
+    never signs lower); the gateway accepts the gap (gateway 4181302)."""
     real_gateway.gateway.exposure.unknown_allowance = 2_500
     with new_agent(tmp_path) as agent, agent.client() as http:
         for _ in range(2):
@@ -154,8 +148,13 @@ def test_channel_recovers_after_a_refused_payment(
             http.get(f"{real_gateway.url}/v1/search?q=1")
         assert info.value.reason == Reason.AGENT_UNKNOWN.value
         real_gateway.gateway.exposure.unknown_allowance = 10**12
+        # The refused intent (cumulative 3000) stays signed: the next one leaves a
+        # gap over what the gateway served, which it must accept.
         response = http.get(f"{real_gateway.url}/v1/search?q=1")
-        assert response.status_code == 200
+        assert response.status_code == 200, response.text
+        paid = receipt(response)
+        assert paid is not None
+        assert paid.cumulative == 4_000
 
 
 def _corrupt_next_challenge(count: list[int]) -> Callable[[httpx.Response], None]:
@@ -174,15 +173,10 @@ def _corrupt_next_challenge(count: list[int]) -> Callable[[httpx.Response], None
     return hook
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="same gap: the contract's stale_challenge retry signs cumulative = refused + amount, "
-    "which the gateway's exact-equality check refuses as cumulative_out_of_step on a channel "
-    "it already knows.",
-)
 def test_stale_challenge_retry_on_a_known_channel(
     real_gateway: RealGateway, tmp_path: Path
 ) -> None:
+    """The contract's stale_challenge retry signs cumulative = refused + amount."""
     forged = [0]
     with new_agent(tmp_path) as agent:
         client = agent.client(event_hooks={"response": [_corrupt_next_challenge(forged)]})
@@ -190,7 +184,10 @@ def test_stale_challenge_retry_on_a_known_channel(
             assert http.get(f"{real_gateway.url}/v1/search?q=1").status_code == 200
             forged[0] = 1
             response = http.get(f"{real_gateway.url}/v1/search?q=1")
-            assert response.status_code == 200
+            assert response.status_code == 200, response.text
+        paid = receipt(response)
+        assert paid is not None
+        assert paid.cumulative == 3_000  # 1000 served, 2000 refused as stale, 3000 served
 
 
 def test_stale_challenge_retry_on_a_new_channel(real_gateway: RealGateway, tmp_path: Path) -> None:
@@ -249,3 +246,40 @@ def test_percent_encoded_path_and_query_are_bound_as_sent(
         response = http.get(f"{real_gateway.url}/v1/items/a%20b%C3%A9?x=%2F&y=1+2&z")
         assert response.status_code == 200, response.text
         assert receipt(response) is not None
+
+
+def test_threads_paying_the_real_gateway_stay_honest(
+    real_gateway: RealGateway, tmp_path: Path
+) -> None:
+    import threading
+
+    rejected: list[PaymentRejected] = []
+    served: list[bytes] = []
+    lock = threading.Lock()
+    with new_agent(tmp_path) as agent:
+
+        def work() -> None:
+            with agent.client() as http:
+                for _ in range(8):
+                    try:
+                        response = http.get(f"{real_gateway.url}/v1/items/1")
+                    except PaymentRejected as exc:  # out of order twice in a row
+                        with lock:
+                            rejected.append(exc)
+                        continue
+                    paid = receipt(response)
+                    assert paid is not None
+                    with lock:
+                        served.append(paid.intent_id)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        signed = agent.ledger.allocations()
+    assert len(served) + len(rejected) == 32
+    assert len(served) >= 24
+    assert all(r.reason == Reason.CUMULATIVE_OUT_OF_STEP.value for r in rejected)
+    # The ledger's sequence on the channel is one honest chain.
+    assert all(b.cumulative == a.cumulative + b.amount for a, b in itertools.pairwise(signed))
