@@ -3,13 +3,13 @@
 # $(MACHPAY_CACHE) so a warm run is incremental and a fresh machine still works.
 
 MACHPAY_CACHE ?= $(HOME)/.cache/machpay
-VENV ?= $(MACHPAY_CACHE)/venv
+VENV ?= $(or $(MACHPAY_VENV),$(MACHPAY_CACHE)/venv)
 PY := $(VENV)/bin/python
 export MACHPAY_CACHE
 export MACHPAY_VENV := $(VENV)
 
-PY_PATHS := core/src sdk/src gateway/src ingest/src streams/src settle/src api/src \
-            core/tests tests bench conftest.py
+COMPONENTS := core sdk gateway ingest streams settle api
+PY_PATHS := $(foreach c,$(COMPONENTS),$(c)/src $(c)/tests) tests bench conftest.py
 
 .PHONY: help setup demo test test-python lint fmt bench kafka-up kafka-down clean-cache
 

@@ -1,29 +1,26 @@
 """Allocator throughput: durable allocations/s, 1 process and N processes sharing one key.
 
-Run from the repository root::
-
-    python sdk/bench/allocator.py [--seconds 3] [--processes 4] [--runs 3]
+Run with ``python -m bench allocator`` (3 runs of 3 s per figure).
 
 Every allocation is one ``BEGIN IMMEDIATE`` transaction committed with
 ``synchronous=FULL`` (an fsync of the WAL), so the figure is bounded by the
 disk's fsync rate. The baseline, measured in the same run on the same disk,
 is that floor itself: a bare SQLite transaction updating one counter with
-the same journal settings. Medians of ``--runs`` runs; prints JSON and
-writes ``sdk/bench/results/allocator.json``.
+the same journal settings. Baseline and allocator alternate within each run
+so load on this shared machine hits both alike; the ratio is the median of
+per-run ratios.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
 import sqlite3
-import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from bench.harness import Figure, median, record
 from machpay.sdk.ledger import AgentLedger
 
 DOMAIN = b"benchdom"
@@ -108,41 +105,32 @@ def _run(kind: str, processes: int, seconds: float, threads: int = 1) -> float:
         return total / seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=8)
-    args = parser.parse_args()
-    figures: dict[str, float] = {}
-    for procs in (1, args.processes):
-        # Baseline and allocator alternate within each run, so load on this
-        # shared machine hits both alike; the ratio is the median of per-run ratios.
-        base, alloc = [], []
-        for _ in range(args.runs):
-            base.append(_run("baseline", procs, args.seconds))
-            alloc.append(_run("allocator", procs, args.seconds))
-        figures[f"baseline_{procs}p_per_s"] = round(statistics.median(base), 1)
-        figures[f"allocator_{procs}p_per_s"] = round(statistics.median(alloc), 1)
-        figures[f"ratio_{procs}p"] = round(
-            statistics.median(a / b for a, b in zip(alloc, base, strict=True)), 3
-        )
-    # Threads of one process share a ledger: their allocations are group-committed.
+SECONDS = 3.0
+RUNS = 3
+PROCESSES = 4
+THREADS = 8
+
+
+def _figure(name: str, procs: int, threads: int = 1) -> Figure:
     base, alloc = [], []
-    for _ in range(args.runs):
-        base.append(_run("baseline", 1, args.seconds))
-        alloc.append(_run("allocator", 1, args.seconds, threads=args.threads))
-    figures[f"allocator_1p_{args.threads}t_per_s"] = round(statistics.median(alloc), 1)
-    figures[f"ratio_1p_{args.threads}t"] = round(
-        statistics.median(a / b for a, b in zip(alloc, base, strict=True)), 3
+    for _ in range(RUNS):
+        base.append(_run("baseline", procs, SECONDS))
+        alloc.append(_run("allocator", procs, SECONDS, threads=threads))
+    figure = Figure(
+        name, median(alloc), "/s", "bare fsync'd SQLite transaction", median(base), runs=alloc
     )
-    result = {"name": "allocator", "seconds": args.seconds, "runs": args.runs, **figures}
-    print(json.dumps(result, indent=2))
-    out = Path(__file__).parent / "results" / "allocator.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    # A ratio of medians can mislead when load swings between runs.
+    figure.baseline_value = figure.value / median([a / b for a, b in zip(alloc, base, strict=True)])
+    return figure
 
 
-if __name__ == "__main__":
-    main()
+def main() -> None:
+    record(
+        "allocator",
+        [
+            _figure("durable allocations/s, 1 process", 1),
+            _figure(f"durable allocations/s, {PROCESSES} processes, one key", PROCESSES),
+            _figure(f"durable allocations/s, 1 process, {THREADS} threads", 1, THREADS),
+        ],
+        command="python -m bench allocator",
+    )
