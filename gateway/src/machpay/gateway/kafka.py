@@ -27,6 +27,7 @@ from machpay import topics
 from machpay.config import Settings
 from machpay.gateway.ledger import AgentStatus, ExposureBook
 from machpay.gateway.spool import Position, Spool
+from machpay.kafka.admin import alist_topics
 from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.wire import WireCodec
@@ -62,6 +63,7 @@ class IntentEmitter:
         self.produced_intents = 0
         self.produced_records = 0
         self.connected = False
+        self.connect_failures = 0  # consecutive; 0 also while the first attempt runs
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -88,7 +90,11 @@ class IntentEmitter:
     async def stop(self, *, drain_seconds: float = 5.0) -> None:
         """Try to drain what is queued for a while, then stop (the spool keeps the rest)."""
         deadline = time.monotonic() + drain_seconds
-        while (self.queue or self.rejected) and self.connected and time.monotonic() < deadline:
+        while (
+            (self.queue or self.rejected)
+            and (self.connected or self.connect_failures == 0)
+            and time.monotonic() < deadline
+        ):
             self._wake.set()
             await asyncio.sleep(0.01)
         self._stopping = True
@@ -122,19 +128,21 @@ class IntentEmitter:
 
     async def _run(self) -> None:
         while not self._stopping:
+            if self._producer is None:  # connect eagerly: readiness reports it
+                try:
+                    self._producer = await self._connect()
+                    self.connected = True
+                    self.connect_failures = 0
+                    log.info("gateway: connected to Kafka; %d intents queued", len(self.queue))
+                except Exception as exc:
+                    self.connect_failures += 1
+                    log.warning("gateway: Kafka unreachable (%s); spooling", exc)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
             if not (self.queue or self.rejected):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._producer is None:
-                try:
-                    self._producer = await self._connect()
-                    self.connected = True
-                    log.info("gateway: connected to Kafka; %d intents queued", len(self.queue))
-                except Exception as exc:
-                    log.warning("gateway: Kafka unreachable (%s); spooling", exc)
-                    await asyncio.sleep(RETRY_SECONDS)
-                    continue
             if self.linger:
                 await asyncio.sleep(self.linger)
             try:
@@ -227,11 +235,12 @@ class StatusFeed:
         )
         await consumer.start()
         try:
-            await consumer.topics()  # fetches cluster metadata
-            partitions = consumer.partitions_for_topic(self.topic)
-            if not partitions:
-                raise RuntimeError(f"topic {self.topic} has no partitions (does it exist?)")
-            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            count = (await alist_topics(self.settings.kafka)).get(self.topic, 0)
+            if not count:
+                raise RuntimeError(
+                    f"topic {self.topic} does not exist (run `machpay kafka topics`)"
+                )
+            assigned = [TopicPartition(self.topic, p) for p in range(count)]
             consumer.assign(assigned)
             await consumer.seek_to_beginning(*assigned)
             ends = await consumer.end_offsets(assigned)

@@ -250,3 +250,89 @@ def gateway_settings(
         environ={},
         overrides={"kafka": {"bootstrap_servers": "127.0.0.1:1"}, "gateway": gateway},
     )
+
+
+async def read_topic(
+    settings: Any,
+    topic: Any,
+    *,
+    done: Callable[[list[dict[str, Any]]], bool],
+    wait_seconds: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Every decoded value of ``topic`` from the beginning, until ``done(values)``
+    or ``wait_seconds`` (a group-less consumer of every partition)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from machpay.kafka.admin import alist_topics
+    from machpay.kafka.clients import consumer_kwargs, topic_name
+    from machpay.wire import WireCodec
+
+    codec = WireCodec.from_settings(
+        settings.schema_registry, topic_prefix=settings.kafka.topic_prefix
+    )
+    name = topic_name(topic, settings.kafka)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings.kafka, group_id=None, role="test"))
+    await consumer.start()
+    values: list[dict[str, Any]] = []
+    try:
+        count = (await alist_topics(settings.kafka)).get(name, 0)
+        parts = [TopicPartition(name, p) for p in range(count)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        deadline = time.monotonic() + wait_seconds
+        while not done(values) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, messages in batches.items():
+                for msg in messages:
+                    if msg.value is not None:
+                        values.append(
+                            codec.decode(
+                                msg.value, topic=topic, partition=tp.partition, offset=msg.offset
+                            )
+                        )
+    finally:
+        await consumer.stop()
+    return values
+
+
+def accepted_ids(batches: list[dict[str, Any]]) -> list[bytes]:
+    """Intent ids in decoded IntentBatch values, in order (duplicates kept)."""
+    return [bytes(record["id"]) for batch in batches for record in batch["intents"]]
+
+
+def to_toml(sections: dict[str, dict[str, Any]]) -> str:
+    """Just enough TOML for settings: scalars, lists of scalars, arrays of tables."""
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return repr(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        return orjson.dumps(str(value)).decode()
+
+    lines: list[str] = []
+    for section, values in sections.items():
+        tables = {
+            k: v for k, v in values.items() if isinstance(v, list) and v and isinstance(v[0], dict)
+        }
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if key not in tables and value is not None:
+                lines.append(f"{key} = {scalar(value)}")
+        for key, rows in tables.items():
+            for row in rows:
+                lines.append(f"[[{section}.{key}]]")
+                lines.extend(f"{k} = {scalar(v)}" for k, v in row.items() if v is not None)
+        lines.append("")
+    return "\n".join(lines)
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float, step: float = 0.02) -> bool:
+    """Poll ``predicate`` until it holds or ``seconds`` pass; returns the last answer."""
+    for _ in range(max(1, int(seconds / step))):
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
