@@ -18,7 +18,13 @@ import pytest
 
 from machpay.gateway.app import Gateway
 from machpay.gateway.ledger import AgentStatus
-from machpay.gateway.testing import PayingAgent, echo_upstream, gateway_settings
+from machpay.gateway.testing import (
+    PayingAgent,
+    echo_upstream,
+    free_port,
+    gateway_settings,
+    serve_in_thread,
+)
 from machpay.protocol import Keypair, SignedIntent, channel_address
 from machpay.protocol.signing import L
 from machpay.x402 import (
@@ -414,3 +420,50 @@ async def _pay_with(
     signed = h.agent.sign(required.accepts[0], method=method, url=BASE + url, **overrides)
     header = h.agent.header(required, signed)
     return await h.send(method, url, header), signed
+
+
+# --- upstream failures (a real upstream server on 127.0.0.1) ----------------------------
+
+
+async def _real_upstream_harness(tmp_path: Path, upstream: str, **overrides: Any) -> Harness:
+    vendor = Keypair.generate()
+    settings = gateway_settings(
+        spool_dir=tmp_path / "spool", upstream=upstream, vendor=vendor, **overrides
+    )
+    gateway = Gateway(settings)
+    await gateway.startup()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url=BASE)
+    return Harness(gateway, client, vendor, PayingAgent())
+
+
+async def test_upstream_down_is_502(tmp_path: Path) -> None:
+    h = await _real_upstream_harness(tmp_path, f"http://127.0.0.1:{free_port()}")
+    try:
+        response = await h.client.get("/docs")
+        assert response.status_code == 502
+        assert response.json()["error"] == "upstream_unavailable"
+        response, _ = await h.paid("GET", "/v1/items/1")
+        assert response.status_code == 502
+        assert h.gateway.metrics.proxied.labels("502")._value.get() == 2
+    finally:
+        await h.client.aclose()
+        await h.gateway.shutdown()
+
+
+async def test_upstream_timeout_is_504_and_streaming_works(tmp_path: Path) -> None:
+    with serve_in_thread(echo_upstream, free_port()) as upstream:
+        h = await _real_upstream_harness(tmp_path, upstream, upstream_timeout_seconds=0.3)
+        try:
+            response = await h.client.get("/v1/free/slow?s=2")
+            assert response.status_code == 504
+            assert response.json()["error"] == "upstream_timeout"
+            response, _ = await h.paid("GET", "/v1/slow?s=2")
+            assert response.status_code == 504
+            response, _ = await h.paid("GET", "/v1/stream")
+            assert response.status_code == 200
+            assert response.text.count("chunk") == 5
+            response = await h.client.post("/v1/free/upload", content=b"z" * 50_000)
+            assert response.json()["body_bytes"] == 50_000
+        finally:
+            await h.client.aclose()
+            await h.gateway.shutdown()

@@ -298,7 +298,11 @@ class GatewaySettings(Section):
         "safety against an OS crash for latency.",
     )
     spool_commit_interval_ms: float = Field(
-        1.0, ge=0, le=100, description="Group-commit window: one fsync covers this many ms."
+        0.0,
+        ge=0,
+        le=100,
+        description="Extra wait before each spool fsync to gather more records into it; 0 "
+        "syncs at once (calls arriving during a sync share the next one).",
     )
     producer_linger_ms: int = Field(
         5, ge=0, le=1_000, description="How long accepted intents are grouped before a produce."

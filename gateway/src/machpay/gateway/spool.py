@@ -238,14 +238,20 @@ class Spool:
             os.close(old)
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Group commit. The sync runs on the event loop thread: measured here, handing
+        it to a worker thread cost more loop time (wake-up and GIL hand-over) than the
+        ~0.2 ms ``fdatasync`` itself. Yielding first lets the request that triggered
+        the flush send its upstream call, so the sync overlaps the upstream's work."""
         while self._waiters:
             if self.commit_interval:
                 await asyncio.sleep(self.commit_interval)
+            else:
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
             waiters, self._waiters = self._waiters, []
             fds, self._unsynced = self._unsynced, []
             try:
-                await loop.run_in_executor(None, _sync_all, fds)
+                _sync_all(fds)
             except OSError as exc:
                 for waiter in waiters:
                     if not waiter.done():
