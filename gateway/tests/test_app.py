@@ -76,9 +76,9 @@ async def make_harness(tmp_path: Path, **overrides: Any) -> Harness:
     )
     gateway = Gateway(settings)
     await gateway.startup()
-    assert gateway.client is not None
-    await gateway.client.aclose()
-    gateway.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=echo_upstream))
+    assert gateway.upstream is not None
+    await gateway.upstream.aclose()
+    gateway.upstream = httpx.ASGITransport(app=echo_upstream)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url=BASE)
     return Harness(gateway, client, vendor, PayingAgent())
 

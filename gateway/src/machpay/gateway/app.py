@@ -193,7 +193,10 @@ class Gateway:
             kafka_connected=lambda: 1 if self.emitter.connected else 0,
             known_agents=lambda: len(self.exposure),
         )
-        self.client: httpx.AsyncClient | None = None
+        # The transport, not an AsyncClient: a proxy must not keep cookies from one
+        # client's upstream response for the next, and needs no redirects or auth.
+        self.upstream: httpx.AsyncBaseTransport | None = None
+        self._timeout = httpx.Timeout(gw.upstream_timeout_seconds).as_dict()
         self.started = False
         self.recovered = 0
 
@@ -214,13 +217,12 @@ class Gateway:
 
     async def startup(self) -> None:
         gw = self.config
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(gw.upstream_timeout_seconds),
+        self.upstream = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(
                 max_connections=gw.upstream_max_connections,
                 max_keepalive_connections=gw.upstream_max_connections,
             ),
-            follow_redirects=False,
+            retries=0,
         )
         if self.payments:
             now = self.clock()
@@ -248,8 +250,8 @@ class Gateway:
             await self.status_feed.stop()
             await self.emitter.stop()
             await self.spool.close()
-        if self.client is not None:
-            await self.client.aclose()
+        if self.upstream is not None:
+            await self.upstream.aclose()
         self.started = False
 
     @property
@@ -604,7 +606,6 @@ class Gateway:
         *,
         keep_length: bool,
     ) -> httpx.Request:
-        assert self.client is not None
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         url = route.upstream + raw_path.decode("latin-1")
         if scope["query_string"]:
@@ -624,12 +625,18 @@ class Gateway:
         forward.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
         if host:
             forward.append((b"x-forwarded-host", host))
-        return self.client.build_request(scope["method"], url, headers=forward, content=content)
+        return httpx.Request(
+            scope["method"],
+            url,
+            headers=forward,
+            content=content,
+            extensions={"timeout": self._timeout},
+        )
 
     async def _send_upstream(self, request: httpx.Request, send: Send) -> httpx.Response | None:
-        assert self.client is not None
+        assert self.upstream is not None
         try:
-            return await self.client.send(request, stream=True)
+            return await self.upstream.handle_async_request(request)
         except httpx.TimeoutException as exc:
             self.metrics.proxied.labels("504").inc()
             await _json(send, 504, {"error": "upstream_timeout", "detail": str(exc) or "timeout"})
@@ -738,11 +745,11 @@ class Gateway:
         A failed upstream call (502/504) stays accepted: the agent's channel has
         moved on and the intent is already spooled.
         """
-        assert self.client is not None
+        assert self.upstream is not None
         if committed is None:
             return await self._send_upstream(request, send)
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self.upstream.handle_async_request(request)
         except httpx.HTTPError as exc:
             await self._wait_commit(committed)
             timeout = isinstance(exc, httpx.TimeoutException)
