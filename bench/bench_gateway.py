@@ -62,12 +62,14 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def _process(args: list[str], url: str, log: Path, env: dict[str, str]) -> Iterator[None]:
+def _process(
+    args: list[str], url: str, log: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as err:
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env)
     try:
         _wait_http(url, proc, log)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -217,6 +219,12 @@ async def _load(url: str, paid: bool, count: int, concurrency: int) -> dict[str,
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _loadgen(url: str, paid: bool, count: int, concurrency: int) -> dict[str, Any]:
     out = subprocess.run(
         [
@@ -274,6 +282,7 @@ def main() -> None:
                 )
             )
             urls: dict[str, str] = {}
+            pids: dict[str, int] = {}
             for name, payments, fsync in (
                 ("off", False, True),
                 ("paid", True, True),
@@ -289,7 +298,7 @@ def main() -> None:
                     fsync=fsync,
                 )
                 urls[name] = f"http://127.0.0.1:{port}"
-                stack.enter_context(
+                pids[name] = stack.enter_context(
                     _process(
                         [
                             sys.executable,
@@ -307,20 +316,24 @@ def main() -> None:
                         work / f"{name}.log",
                         env,
                     )
-                )
+                ).pid
             # Warm up connection pools and the channel PDA cache.
             for name, url in urls.items():
                 _loadgen(url, name != "off", 200, 4)
             throughput: dict[str, list[float]] = {name: [] for name in urls}
+            cpu_us: dict[str, list[float]] = {name: [] for name in urls}
             latency: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
             for run in range(RUNS):
                 for name, url in urls.items():
+                    before = _cpu_seconds(pids[name])
                     result = _loadgen(url, name != "off", COUNT, CONCURRENCY)
+                    cpu_us[name].append(1e6 * (_cpu_seconds(pids[name]) - before) / COUNT)
                     throughput[name].append(result["rps"])
                     latency[name].append(_loadgen(url, name != "off", LATENCY_COUNT, 1))
                     print(
                         f"  run {run + 1} {name:>13}: {result['rps']:,.0f} req/s at "
-                        f"{CONCURRENCY} connections; p50 {latency[name][-1]['p50_ms']:.3f} ms, "
+                        f"{CONCURRENCY} connections ({cpu_us[name][-1]:,.0f} us gateway CPU "
+                        f"each); p50 {latency[name][-1]['p50_ms']:.3f} ms, "
                         f"p99 {latency[name][-1]['p99_ms']:.3f} ms at 1"
                     )
 
@@ -364,6 +377,20 @@ def main() -> None:
             "ms",
         ),
         Figure("p50 latency, payments off (1 connection)", lat("off", "p50_ms"), "ms"),
+        Figure(
+            "gateway CPU per request, payments off (baseline)",
+            median(cpu_us["off"]),
+            "us",
+            runs=cpu_us["off"],
+        ),
+        Figure(
+            "gateway CPU per paid request (spool fsync, Kafka producer)",
+            median(cpu_us["paid"]),
+            "us",
+            baseline="payments off",
+            baseline_value=median(cpu_us["off"]),
+            runs=cpu_us["paid"],
+        ),
     ]
     record("gateway", figures, "python -m bench gateway")
 

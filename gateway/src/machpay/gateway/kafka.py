@@ -116,7 +116,7 @@ class IntentEmitter:
         from aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(
-            **producer_kwargs(self.settings.kafka, role="gateway", linger_ms=0)
+            **producer_kwargs(self.settings.kafka, role="gateway", linger_ms=2)
         )
         try:
             await producer.start()

@@ -41,6 +41,7 @@ _HEADER = struct.Struct("<II")
 _FIXED = struct.Struct("<32sQB")
 _SOURCES = ("GATEWAY", "INGEST")
 SEGMENT_BYTES = 4 << 20
+ACK_WRITE_SECONDS = 0.05
 SUFFIX = ".spool"
 
 
@@ -115,6 +116,7 @@ class Spool:
         self._waiters: list[asyncio.Future[None]] = []
         self._unsynced: list[int] = []  # fds written since the last sync (rotated ones too)
         self._closing: list[int] = []  # rotated segments, closed once synced
+        self._ack_written = 0.0
         self._flusher: asyncio.Task[None] | None = None
         self.syncs = 0
 
@@ -269,14 +271,23 @@ class Spool:
     # -- acknowledgement ----------------------------------------------------------
 
     def ack(self, position: Position) -> None:
-        """Kafka has everything up to ``position``: remember it, drop finished segments."""
+        """Kafka has everything up to ``position``: remember it, drop finished segments.
+
+        The ``ack`` file is rewritten at most every ``ACK_WRITE_SECONDS`` (and on
+        close): it only saves re-producing a few intents after a crash."""
         if position <= self._acked:
             return
         self._acked = position
-        tmp = self.directory / "ack.tmp"
-        tmp.write_text(f"{position.segment} {position.offset}\n")
-        os.replace(tmp, self.directory / "ack")
+        now = time.monotonic()
+        if now - self._ack_written >= ACK_WRITE_SECONDS:
+            self._write_ack()
+            self._ack_written = now
         self._collect()
+
+    def _write_ack(self) -> None:
+        tmp = self.directory / "ack.tmp"
+        tmp.write_text(f"{self._acked.segment} {self._acked.offset}\n")
+        os.replace(tmp, self.directory / "ack")
 
     def _collect(self) -> None:
         """Delete closed segments Kafka has wholly acknowledged, once older than
@@ -301,6 +312,8 @@ class Spool:
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher
+        if self._acked > Position(0, 0):
+            self._write_ack()
         if self._fd is not None:
             if self.fsync:
                 os.fsync(self._fd)
