@@ -467,3 +467,26 @@ async def test_upstream_timeout_is_504_and_streaming_works(tmp_path: Path) -> No
         finally:
             await h.client.aclose()
             await h.gateway.shutdown()
+
+
+async def test_a_gap_left_by_a_refused_intent_is_accepted_and_counted(h: Harness) -> None:
+    """The agent signed an intent the gateway refused (stale challenge): its channel
+    moved on and it may never sign lower, so the next intent leaves a gap. The
+    gateway accepts it, and the gap counts towards the agent's exposure."""
+    assert (await h.paid("GET", "/v1/items/1"))[0].status_code == 200
+    required = await h.required("GET", "/v1/items/1")
+    header, _ = h.agent.pay(
+        required, method="GET", url=BASE + "/v1/items/1", expires_at=int(time.time()) + 3_600
+    )
+    now = time.time
+    h.gateway.clock = lambda: now() + 500
+    refused(await h.send("GET", "/v1/items/1", header), "stale_challenge")
+    h.gateway.clock = now
+    before = h.gateway.exposure.outstanding(h.agent.public)
+    response, signed = await h.paid("GET", "/v1/items/1")
+    assert response.status_code == 200, response.text
+    assert signed.cumulative == 750  # 250 served + 250 refused + 250 now
+    assert h.gateway.exposure.outstanding(h.agent.public) - before == 500
+    # Lower than what the gateway holds is still refused.
+    h.agent.cumulative[signed.channel] = 500
+    refused((await h.paid("GET", "/v1/items/1"))[0], "cumulative_out_of_step")

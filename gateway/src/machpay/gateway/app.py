@@ -15,7 +15,8 @@ A paid call goes through, in order (first failure answers; docs in README):
 7. context = H(service, request, challenge) (``request_mismatch``)
 8. the intent id was not served yet (``replayed``)
 9. the channel follows on from the last (nonce, cumulative) this gateway
-   accepted (``cumulative_out_of_step``, with ``lastCumulative``)
+   accepted: higher nonce, cumulative >= last + amount
+   (``cumulative_out_of_step``, with ``lastCumulative``)
 10. agent status and this gateway's exposure cap (``agent_banned``,
     ``exposure_cap``, ``agent_unknown``)
 11. room in the spool (``spool_full``)
@@ -508,7 +509,9 @@ class Gateway:
                 out_of_step,
                 state.cumulative if state else None,
             )
-        refused = self.exposure.check(agent, intent.amount)
+        # A gap on a known channel is claimable too: it counts like the amount.
+        increment = self.channels.increment(intent.channel, intent.cumulative, intent.amount)
+        refused = self.exposure.check(agent, increment)
         if refused is not None:
             return refuse(Reason(refused[0]), "agent", refused[1])
         if not self.spool.has_room():
@@ -520,7 +523,7 @@ class Gateway:
         # Claim: still no await since the checks above.
         self.claims.claim(signed.id, self._forget_at(signed, now), now)
         previous = self.channels.advance(intent.channel, intent.nonce, intent.cumulative)
-        self.exposure.record(agent, intent.amount)
+        self.exposure.record(agent, increment)
         return Accepted(signed, previous, route.label(method))
 
     def _requirements_mismatch(

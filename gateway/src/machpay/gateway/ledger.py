@@ -64,11 +64,15 @@ class ChannelState:
 class ChannelLedger:
     """The last (nonce, cumulative) this gateway accepted on each channel.
 
-    The next intent on a channel must carry a higher nonce and exactly
-    ``cumulative = last cumulative + amount`` (docs/protocol.md: a lower
-    cumulative on a later nonce is provable fraud; a gap would let the vendor
-    be paid for calls it never served). A channel this gateway has not seen
-    accepts any well-formed first intent.
+    The next intent on a channel must carry a higher nonce and a cumulative of
+    at least ``last cumulative + amount``. Lower is what docs/protocol.md calls
+    channel inconsistency (refused, and the corrective 402 says what the
+    gateway holds). Higher is a gap the protocol allows: intents the agent
+    signed that this gateway refused (a stale challenge, an exposure cap) still
+    moved the agent's channel, and the agent may never sign lower again. The
+    gap is paid by the agent, so it counts towards its exposure
+    (:meth:`increment`). A channel this gateway has not seen accepts any
+    well-formed first intent.
     """
 
     def __init__(self) -> None:
@@ -83,12 +87,17 @@ class ChannelLedger:
             return None
         if nonce <= state.nonce:
             return f"nonce {nonce} is not above the last accepted nonce {state.nonce}"
-        if cumulative != state.cumulative + amount:
+        if cumulative < state.cumulative + amount:
             return (
-                f"cumulative {cumulative} is not the last cumulative {state.cumulative} "
+                f"cumulative {cumulative} is below the last cumulative {state.cumulative} "
                 f"plus amount {amount}"
             )
         return None
+
+    def increment(self, channel: bytes, cumulative: int, amount: int) -> int:
+        """What accepting this intent adds to what the vendor can claim on the channel."""
+        state = self._channels.get(channel)
+        return amount if state is None else cumulative - state.cumulative
 
     def advance(self, channel: bytes, nonce: int, cumulative: int) -> ChannelState | None:
         """Record an accepted intent; returns the previous state (for :meth:`rollback`)."""
