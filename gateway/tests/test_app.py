@@ -161,9 +161,16 @@ async def test_streaming_response_and_hop_by_hop_headers(h: Harness) -> None:
     assert response.status_code == 200
     assert response.text == "".join(f"chunk{i}\n" for i in range(5))
     echoed = await h.client.get(
-        "/v1/free/x", headers={"Connection": "x-hop", "x-hop": "secret", "Keep-Alive": "5"}
+        "/v1/free/x",
+        headers={
+            "Connection": "x-hop",
+            "x-hop": "secret",
+            "Keep-Alive": "5",
+            "x-machpay-agent": "spoofed",
+        },
     )
     assert echoed.json()["connection_token"] is None
+    assert echoed.json()["agent"] is None  # a client cannot claim an identity upstream
 
 
 async def test_own_endpoints(h: Harness) -> None:

@@ -608,7 +608,10 @@ class Gateway:
         content: Any,
         *,
         keep_length: bool,
+        extra: tuple[tuple[bytes, bytes], ...] = (),
     ) -> httpx.Request:
+        """The upstream request: hop-by-hop fields, the payment header and any
+        client-sent ``x-machpay-*`` field dropped (the upstream trusts ours)."""
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         url = route.upstream + raw_path.decode("latin-1")
         if scope["query_string"]:
@@ -619,8 +622,10 @@ class Gateway:
             for k, v in headers
             if (name := k.lower()) not in drop
             and name not in (b"host", _SIGNATURE_HEADER)
+            and not name.startswith(b"x-machpay-")
             and (keep_length or name != b"content-length")
         ]
+        forward.extend(extra)
         client = scope.get("client")
         host = next((v for k, v in headers if k.lower() == b"host"), b"")
         if client:
@@ -729,9 +734,13 @@ class Gateway:
         self.emitter.enqueue(record, position)
         self.metrics.paid.labels(accepted.label).inc()
         self.metrics.paid_lamports.inc(signed.amount)
-        request = self._upstream_request(scope, route, headers, body, keep_length=False)
-        request.headers["x-machpay-agent"] = _address(signed.agent)
-        request.headers["x-machpay-intent"] = signed.id.hex()
+        identity = (
+            (b"x-machpay-agent", _address(signed.agent).encode()),
+            (b"x-machpay-intent", signed.id.hex().encode()),
+        )
+        request = self._upstream_request(
+            scope, route, headers, body, keep_length=False, extra=identity
+        )
         response = await self._send_upstream_after(request, send, committed)
         if response is None:
             return
