@@ -497,3 +497,16 @@ async def test_a_gap_left_by_a_refused_intent_is_accepted_and_counted(h: Harness
     # Lower than what the gateway holds is still refused.
     h.agent.cumulative[signed.channel] = 500
     refused((await h.paid("GET", "/v1/items/1"))[0], "cumulative_out_of_step")
+
+
+async def test_a_spool_write_error_refuses_and_unclaims(h: Harness) -> None:
+    def broken(record: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    h.gateway.spool.append = broken  # type: ignore[method-assign, assignment]
+    response, signed = await h.paid("GET", "/v1/items/1")
+    required = refused(response, "spool_full")
+    assert "No space left" in (required.accepts[0].extra.reason or "")
+    assert signed.id not in h.gateway.claims
+    assert h.gateway.channels.get(signed.channel) is None
+    assert h.gateway.exposure.outstanding(h.agent.public) == 0

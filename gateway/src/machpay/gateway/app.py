@@ -125,6 +125,7 @@ class Accepted:
     signed: SignedIntent
     previous: ChannelState | None
     label: str = field(default="")
+    increment: int = 0
 
 
 def _hop_by_hop(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -524,7 +525,7 @@ class Gateway:
         self.claims.claim(signed.id, self._forget_at(signed, now), now)
         previous = self.channels.advance(intent.channel, intent.nonce, intent.cumulative)
         self.exposure.record(agent, increment)
-        return Accepted(signed, previous, route.label(method))
+        return Accepted(signed, previous, route.label(method), increment)
 
     def _requirements_mismatch(
         self, route: Route, accepted: PaymentRequirements
@@ -730,7 +731,31 @@ class Gateway:
             accepted_at_ms=int(self.clock() * 1000),
         )
         # Durable before the answer: written now, synced while the upstream works.
-        position, committed = self.spool.append(record)
+        try:
+            position, committed = self.spool.append(record)
+        except OSError as exc:
+            log.error("gateway: cannot write the spool (%s); refusing paid calls", exc)
+            self._unclaim(accepted)
+            refusal = Refusal(
+                402,
+                Reason.SPOOL_FULL.value,
+                None,
+                f"this gateway cannot write its spool ({exc}); retry later",
+                signed.agent,
+                signed.message,
+                signed.signature,
+            )
+            self.metrics.refused.labels(refusal.reason).inc()
+            self._refuse_record(route, refusal)
+            await self._payment_required(
+                scope,
+                send,
+                route,
+                error=refusal.reason,
+                last_cumulative=None,
+                reason=refusal.detail,
+            )
+            return
         self.emitter.enqueue(record, position)
         self.metrics.paid.labels(accepted.label).inc()
         self.metrics.paid_lamports.inc(signed.amount)
@@ -778,12 +803,22 @@ class Gateway:
         await self._wait_commit(committed)
         return response
 
+    def _unclaim(self, accepted: Accepted) -> None:
+        """Undo the claim of an intent that will not be served after all."""
+        signed = accepted.signed
+        self.claims.release(signed.id)
+        self.channels.rollback(signed.channel, signed.nonce, accepted.previous)
+        self.exposure.unrecord(signed.agent, accepted.increment)
+
     async def _wait_commit(self, committed: asyncio.Future[None]) -> None:
-        if committed.done():
-            committed.result()
-            return
         started = time.perf_counter()
-        await committed
+        try:
+            await committed
+        except OSError as exc:
+            # The record is written (the OS has it) and queued for Kafka; only its
+            # protection against an OS crash is in doubt.
+            log.error("gateway: spool sync failed (%s)", exc)
+            return
         self.metrics.spool_wait_seconds.observe(time.perf_counter() - started)
 
 

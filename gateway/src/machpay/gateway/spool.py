@@ -215,7 +215,15 @@ class Spool:
         if self._sizes[self._seq] + len(record) > self.segment_bytes and self._sizes[self._seq]:
             self._rotate()
         assert self._fd is not None
-        os.write(self._fd, record)
+        try:
+            written = os.write(self._fd, record)
+            if written != len(record):
+                raise OSError(f"short write to the spool ({written} of {len(record)} bytes)")
+        except OSError:
+            # Never leave half a record in the middle of a segment.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._sizes[self._seq])
+            raise
         self._sizes[self._seq] += len(record)
         position = Position(self._seq, self._sizes[self._seq])
         if not self.fsync:
