@@ -42,6 +42,10 @@ _FIXED = struct.Struct("<32sQB")
 _SOURCES = ("GATEWAY", "INGEST")
 SEGMENT_BYTES = 4 << 20
 ACK_WRITE_SECONDS = 0.05
+#: Loop iterations a group commit waits before syncing: long enough for the
+#: request that wrote the record to have sent its upstream call (so the sync
+#: overlaps the upstream's work) and for concurrent requests to join the group.
+FLUSH_YIELDS = 8
 SUFFIX = ".spool"
 
 
@@ -256,8 +260,8 @@ class Spool:
             if self.commit_interval:
                 await asyncio.sleep(self.commit_interval)
             else:
-                await asyncio.sleep(0)
-                await asyncio.sleep(0)
+                for _ in range(FLUSH_YIELDS):
+                    await asyncio.sleep(0)
             waiters, self._waiters = self._waiters, []
             fds, self._unsynced = self._unsynced, []
             try:
