@@ -199,7 +199,7 @@ def test_claims_are_exclusive_and_evicted_after_expiry() -> None:
     assert claims.claim(b"c", forget_at=100, now=0)
 
 
-def test_channel_ledger_needs_next_nonce_and_exact_cumulative() -> None:
+def test_channel_ledger_needs_a_higher_nonce_and_no_lower_cumulative() -> None:
     ledger = ChannelLedger()
     assert ledger.check(b"ch", nonce=5, cumulative=700, amount=100) is None  # first seen
     ledger.advance(b"ch", 5, 700)
