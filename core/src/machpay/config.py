@@ -13,11 +13,20 @@ file configures a whole deployment and unknown keys (typos) are refused.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "MACHPAY_"
 ENV_NESTED_DELIMITER = "__"
@@ -130,11 +139,236 @@ class DeploymentSettings(Section):
         return bytes.fromhex(self.domain_tag)
 
 
+_ROUTE_PATH = re.compile(r"^/(?:[^{}\s?#]|\{[A-Za-z_][A-Za-z0-9_]*(?::path)?\})*$")
+_METHOD = re.compile(r"^[A-Z]+$")
+#: Paths the gateway answers itself; no route may claim them.
+GATEWAY_RESERVED_PATHS = ("/metrics", "/healthz", "/readyz")
+U64_MAX = 2**64 - 1
+
+
+def _check_route_path(value: str) -> str:
+    if not _ROUTE_PATH.match(value):
+        raise ValueError(
+            f"{value!r} is not a route path: it must start with '/', have no query, and "
+            "spell placeholders as {name} (one segment) or {name:path} (the rest)"
+        )
+    if value in GATEWAY_RESERVED_PATHS:
+        raise ValueError(f"{value} is reserved for the gateway's own endpoints")
+    return value
+
+
+def _check_methods(value: list[str]) -> list[str]:
+    methods = [m.upper() for m in value]
+    if not methods:
+        raise ValueError("at least one HTTP method is required")
+    for method in methods:
+        if not _METHOD.match(method):
+            raise ValueError(f"{method!r} is not an HTTP method")
+    if len(set(methods)) != len(methods):
+        raise ValueError("an HTTP method is listed twice")
+    return methods
+
+
+def _check_upstream(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s)://host[:port][/prefix] URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"upstream URL {value!r} must not have a query or fragment")
+    return value.rstrip("/")
+
+
+class FreeRouteSettings(Section):
+    """A route the gateway proxies without asking for payment (docs, health, ...)."""
+
+    path: str = Field(description="Path pattern, e.g. /docs or /static/{rest:path}.")
+    methods: list[str] = Field(
+        default_factory=lambda: ["GET"], description="HTTP methods this route covers."
+    )
+    upstream: str = Field(description="Base URL of the vendor API (the request path is appended).")
+
+    @field_validator("path")
+    @classmethod
+    def _path_pattern(cls, value: str) -> str:
+        return _check_route_path(value)
+
+    @field_validator("methods")
+    @classmethod
+    def _http_methods(cls, value: list[str]) -> list[str]:
+        return _check_methods(value)
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream_url(cls, value: str) -> str:
+        return _check_upstream(value)
+
+
+class PaidRouteSettings(FreeRouteSettings):
+    """A paid route: every call must carry a signed intent for ``price`` lamports."""
+
+    service: str = Field(
+        min_length=1, max_length=200, description="Service name bound into the intent context."
+    )
+    price: int = Field(ge=1, le=U64_MAX, description="Price of one call, lamports.")
+    description: str = Field("", description="Shown to agents in the 402 resource.")
+    mime_type: str = Field("", description="MIME type of the response, shown in the 402.")
+
+
+class GatewaySettings(Section):
+    """The vendor gateway (`machpay gateway`): a paying reverse proxy in front of an API.
+
+    Required to start with payments on: ``vendor_keypair`` or ``vendor_address``,
+    ``challenge_secret`` (hex, at least 16 bytes; put it in the environment as
+    MACHPAY_GATEWAY__CHALLENGE_SECRET, never in a committed file; every replica
+    of one vendor shares it) and at least one route.
+    """
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8402, ge=0, le=65535, description="TCP port to listen on (0 = any free).")
+    vendor_keypair: Path | None = Field(
+        None, description="Vendor Solana keypair file; its address is the payTo of every route."
+    )
+    vendor_address: str | None = Field(
+        None, description="Vendor address (base58), when the keypair is kept elsewhere."
+    )
+    challenge_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key for stateless challenges, hex (>= 16 bytes). No default: "
+        "set MACHPAY_GATEWAY__CHALLENGE_SECRET.",
+    )
+    challenge_bucket_seconds: int = Field(
+        30, ge=1, le=3600, description="Challenges are issued per time bucket of this length."
+    )
+    challenge_max_age_seconds: int = Field(
+        120,
+        ge=1,
+        le=86_400,
+        description="A challenge is accepted this long after its bucket began.",
+    )
+    max_timeout_seconds: int = Field(
+        60, ge=1, le=3600, description="maxTimeoutSeconds offered: the longest intent lifetime."
+    )
+    routes: list[PaidRouteSettings] = Field(
+        default_factory=list, description="Paid routes: path pattern, methods, service, price."
+    )
+    free_routes: list[FreeRouteSettings] = Field(
+        default_factory=list, description="Routes proxied without payment."
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1_024, description="Total request header bytes above which the answer is 431."
+    )
+    max_body_bytes: int = Field(
+        1 << 20, ge=0, description="Request body bytes above which the answer is 413."
+    )
+    upstream_timeout_seconds: float = Field(
+        30.0, gt=0, description="Upstream connect/read timeout; past it the answer is 504."
+    )
+    upstream_max_connections: int = Field(
+        100, ge=1, description="Pooled connections to the upstreams."
+    )
+    exposure_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="This gateway's cap on unsettled exposure to an agent, as a share of the "
+        "agent's free bond (bond - pending withdrawal - exposure) from agents.status.",
+    )
+    unknown_agent_allowance: int = Field(
+        100_000,
+        ge=0,
+        le=U64_MAX,
+        description="Lamports an agent with no agents.status record may owe this gateway; "
+        "0 refuses unknown agents (agent_unknown). The small default suits local "
+        "development, where no stream processor publishes statuses; set 0 in production.",
+    )
+    spool_dir: Path = Field(
+        default_factory=lambda: default_cache_dir() / "gateway-spool",
+        description="Local append-only spool of accepted intents not yet acknowledged by Kafka.",
+    )
+    spool_max_bytes: int = Field(
+        64 << 20,
+        ge=4096,
+        description="Unacknowledged spool size past which paid calls are refused (spool_full).",
+    )
+    spool_fsync: bool = Field(
+        True,
+        description="fsync the spool before answering (group commit); off trades kill -9 "
+        "safety against an OS crash for latency.",
+    )
+    spool_commit_interval_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Extra wait before each spool fsync to gather more records into it; 0 "
+        "syncs at once (calls arriving during a sync share the next one).",
+    )
+    producer_linger_ms: int = Field(
+        5, ge=0, le=1_000, description="How long accepted intents are grouped before a produce."
+    )
+    payments_enabled: bool = Field(
+        True, description="False makes a plain reverse proxy (the benchmark baseline)."
+    )
+
+    @field_validator("vendor_address")
+    @classmethod
+    def _vendor_is_pubkey(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from solders.pubkey import Pubkey
+
+        try:
+            Pubkey.from_string(value)
+        except ValueError as exc:
+            raise ValueError(f"not a base58 32-byte Solana address: {value!r}") from exc
+        return value
+
+    @field_validator("challenge_secret")
+    @classmethod
+    def _secret_is_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        text = value.get_secret_value()
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise ValueError("must be hex (e.g. from `openssl rand -hex 32`)") from None
+        if len(raw) < 16:
+            raise ValueError(f"must be at least 16 bytes (32 hex chars), got {len(raw)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GatewaySettings:
+        if self.vendor_keypair is not None and self.vendor_address is not None:
+            raise ValueError("set gateway.vendor_keypair or gateway.vendor_address, not both")
+        if self.challenge_max_age_seconds < self.challenge_bucket_seconds:
+            raise ValueError(
+                "gateway.challenge_max_age_seconds must be at least "
+                "gateway.challenge_bucket_seconds (else fresh challenges are refused)"
+            )
+        seen: dict[tuple[str, str], str] = {}
+        for route in [*self.routes, *self.free_routes]:
+            for method in route.methods:
+                key = (method, route.path)
+                if key in seen:
+                    raise ValueError(f"route {method} {route.path} is configured twice")
+                seen[key] = route.path
+        return self
+
+    @property
+    def challenge_key(self) -> bytes | None:
+        if self.challenge_secret is None:
+            return None
+        return bytes.fromhex(self.challenge_secret.get_secret_value())
+
+
 class Settings(Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)  # type: ignore[arg-type]
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)  # type: ignore[arg-type]
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)  # type: ignore[arg-type]
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)  # type: ignore[arg-type]
 
 
 def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
