@@ -49,6 +49,8 @@ class Reason(StrEnum):
     AGENT_UNKNOWN = "agent_unknown"
     SPOOL_FULL = "spool_full"
     MALFORMED_HEADER = "malformed_header"
+    OVERSIZED_HEADER = "oversized_header"
+    OVERSIZED_BODY = "oversized_body"
 
 
 class ProtocolError(ValueError):

@@ -310,7 +310,7 @@ class Gateway:
                 route,
                 Refusal(
                     431,
-                    "oversized_header",
+                    Reason.OVERSIZED_HEADER,
                     "headers",
                     f"{header_bytes} header bytes > {self.config.max_header_bytes}",
                 ),
@@ -319,7 +319,7 @@ class Gateway:
                 send,
                 431,
                 {
-                    "error": "oversized_header",
+                    "error": Reason.OVERSIZED_HEADER,
                     "field": "headers",
                     "detail": f"request headers are {header_bytes} bytes, "
                     f"the limit is {self.config.max_header_bytes}",
@@ -588,13 +588,13 @@ class Gateway:
             if not message.get("more_body", False):
                 return b"".join(chunks)
         self._refuse_record(
-            route, Refusal(413, "oversized_body", "body", f"body above {limit} bytes")
+            route, Refusal(413, Reason.OVERSIZED_BODY, "body", f"body above {limit} bytes")
         )
         await _json(
             send,
             413,
             {
-                "error": "oversized_body",
+                "error": Reason.OVERSIZED_BODY,
                 "field": "body",
                 "detail": f"request body is larger than {limit} bytes",
             },
@@ -684,7 +684,7 @@ class Gateway:
         limit = self.config.max_body_bytes
         declared = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _json(send, 413, {"error": "oversized_body", "field": "body"})
+            await _json(send, 413, {"error": Reason.OVERSIZED_BODY, "field": "body"})
             return
         method = scope["method"]
         has_body = declared not in (None, b"0") or any(
