@@ -1,7 +1,7 @@
 """The x402 v2 HTTP transport as MachPay speaks it: the three payment headers.
 
 One module, shared by the agent SDK and the vendor gateway, so that both ends
-parse and print exactly the same JSON (contract: ``briefs/x402-contract.md``;
+parse and print exactly the same JSON (contract: ``docs/x402.md``;
 background: ``docs/protocol.md``). Every header is base64 (standard alphabet,
 padded) of UTF-8 JSON. On the wire amounts are decimal strings (u64 lamports),
 addresses base58, message and signature base64, ids and the domain tag hex;

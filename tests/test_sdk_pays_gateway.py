@@ -2,9 +2,9 @@
 
 The gateway runs under uvicorn on 127.0.0.1 in front of its echo upstream
 (also under uvicorn), with Kafka unreachable so accepted intents go to its
-durable spool. Skipped when the gateway component is not importable (the
-SDK branch before the gateway lands); the same contract is exercised against
-the stand-in server in ``test_pay.py`` either way.
+durable spool (one test also brings the real Kafka broker). The SDK's own
+tests exercise the same contract against the stand-in server in
+``sdk/tests/test_pay.py``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from machpay.gateway import app as gateway_app
+from machpay.gateway import testing as gateway_testing
 from machpay.protocol import Keypair, Reason
 from machpay.sdk import Agent, PaymentRejected, PolicyViolation, SpendPolicy, receipt
 from machpay.x402 import PaymentRequired
-
-gateway_app = pytest.importorskip("machpay.gateway.app")
-gateway_testing = pytest.importorskip("machpay.gateway.testing")
 
 
 @dataclass
