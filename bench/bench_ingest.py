@@ -183,11 +183,13 @@ def _sign(vendor: str, count: int) -> list[Any]:
     return [(signers[i % AGENTS], signers[i % AGENTS].sign()) for i in range(count)]
 
 
-async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+async def _post_all(
+    url: str, bodies: list[bytes], concurrency: int, content_type: str
+) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     accepted = 0
     queue = list(reversed(bodies))
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": content_type}
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal accepted
@@ -257,9 +259,35 @@ def _loadgen_main(args: argparse.Namespace) -> None:
     from machpay.ingest.testing import intent_json
 
     items = _sign(args.vendor, args.count)
-    if args.bare:
+    if args.verify:
+        # The ceiling of one core: strict verification alone, nothing else.
+        started = time.perf_counter()
+        for _, signed in items:
+            signed.verify()
+        elapsed = time.perf_counter() - started
+        result = {"rate": len(items) / elapsed, "accepted": len(items), "statuses": {}}
+    elif args.bare:
         bootstrap, prefix = args.bare.split("|", 1)
         result = asyncio.run(_bare(bootstrap, prefix, items, args.concurrency))
+    elif args.avro:
+        from machpay import topics
+        from machpay.ingest.app import AVRO_INTENTS
+        from machpay.wire import WireCodec
+        from machpay.wire.intents import intent_batch
+
+        codec = WireCodec()
+        bodies = [
+            codec.encode(
+                topics.INTENTS_ACCEPTED,
+                intent_batch(
+                    [s.accepted(signed) for s, signed in items[i : i + BATCH]],
+                    producer="bench-gateway",
+                    now_ms=int(time.time() * 1000),
+                ),
+            )
+            for i in range(0, len(items), BATCH)
+        ]
+        result = asyncio.run(_post_all(args.loadgen, bodies, args.concurrency, AVRO_INTENTS))
     else:
         bodies = [
             orjson.dumps(
@@ -267,7 +295,7 @@ def _loadgen_main(args: argparse.Namespace) -> None:
             )
             for i in range(0, len(items), BATCH)
         ]
-        result = asyncio.run(_post_all(args.loadgen, bodies, args.concurrency))
+        result = asyncio.run(_post_all(args.loadgen, bodies, args.concurrency, "application/json"))
     print(json.dumps(result))
 
 
@@ -303,7 +331,13 @@ def main() -> None:
     from machpay.protocol import Keypair
 
     vendor = Keypair.generate().address
-    rates: dict[str, list[float]] = {"bare": [], "ingest-1": [], "ingest-2": []}
+    rates: dict[str, list[float]] = {
+        "bare": [],
+        "verify": [],
+        "ingest-1": [],
+        "ingest-2": [],
+        "ingest-1-avro": [],
+    }
     cpu_us: dict[str, list[float]] = {"ingest-1": [], "ingest-2": []}
     with tempfile.TemporaryDirectory(prefix="machpay-bench-ingest-") as tmp:
         work = Path(tmp)
@@ -318,7 +352,15 @@ def main() -> None:
                 _loadgen(["--loadgen", url], vendor, 2_000)
             for run in range(RUNS):
                 rates["bare"].append(_loadgen(bare, vendor, COUNT)["rate"])
-                line = [f"bare {rates['bare'][-1]:,.0f}/s"]
+                rates["verify"].append(_loadgen(["--verify"], vendor, COUNT // 3)["rate"])
+                url_1 = servers["ingest-1"][0]
+                avro = _loadgen(["--loadgen", url_1, "--avro"], vendor, COUNT)
+                rates["ingest-1-avro"].append(avro["rate"])
+                line = [
+                    f"bare {rates['bare'][-1]:,.0f}/s",
+                    f"verify-only {rates['verify'][-1]:,.0f}/s",
+                    f"ingest-1 avro {rates['ingest-1-avro'][-1]:,.0f}/s",
+                ]
                 for name, (url, pids) in servers.items():
                     before = _cpu_seconds(pids)
                     rates[name].append(_loadgen(["--loadgen", url], vendor, COUNT)["rate"])
@@ -347,6 +389,22 @@ def main() -> None:
             runs=rates["ingest-1"],
         ),
         Figure(
+            "intents/s accepted via ingest, 1 worker, Avro IntentBatch bodies",
+            median(rates["ingest-1-avro"]),
+            "intents/s",
+            baseline="strict verify alone, one core",
+            baseline_value=median(rates["verify"]),
+            runs=rates["ingest-1-avro"],
+        ),
+        Figure(
+            "intents/s accepted via ingest, 1 worker, JSON (vs verify ceiling)",
+            median(rates["ingest-1"]),
+            "intents/s",
+            baseline="strict verify alone, one core",
+            baseline_value=median(rates["verify"]),
+            runs=rates["ingest-1"],
+        ),
+        Figure(
             "bare aiokafka producer (acks=all), same packed records",
             base,
             "intents/s",
@@ -366,11 +424,13 @@ def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--loadgen", metavar="URL", help="post the intents to URL")
     parser.add_argument("--bare", metavar="BOOTSTRAP|PREFIX", help="produce them directly")
+    parser.add_argument("--avro", action="store_true", help="post Avro IntentBatch bodies")
+    parser.add_argument("--verify", action="store_true", help="only time strict verification")
     parser.add_argument("--vendor", default="")
     parser.add_argument("--count", type=int, default=COUNT)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args()
-    if args.loadgen or args.bare:
+    if args.loadgen or args.bare or args.verify:
         _loadgen_main(args)
     else:
         main()
