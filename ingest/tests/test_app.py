@@ -447,3 +447,6 @@ async def test_health_ready_and_metrics(inproc: InProcess) -> None:
 async def test_openapi_lists_the_endpoints(inproc: InProcess) -> None:
     schema = orjson.loads((await inproc.client.get("/openapi.json")).content)
     assert {"/v1/intents", "/v1/logs", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
+    post = schema["paths"]["/v1/intents"]["post"]
+    assert {"application/json", AVRO_INTENTS} <= set(post["requestBody"]["content"])
+    assert {"200", "207", "400", "401", "403", "413", "429", "503"} <= set(post["responses"])

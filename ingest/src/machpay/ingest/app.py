@@ -42,6 +42,12 @@ from machpay.config import ConfigError, Settings, load_settings
 from machpay.ingest.keys import KeyStore, Principal
 from machpay.ingest.metrics import CONTENT_TYPE_LATEST, IngestMetrics
 from machpay.ingest.producer import IngestProducer, KafkaUnavailableError, OverloadedError, Send
+from machpay.ingest.schemas import (
+    ClientLogBatchIn,
+    IntentBatchIn,
+    batch_responses,
+    request_body,
+)
 from machpay.ingest.validation import (
     Binding,
     RecordError,
@@ -436,7 +442,8 @@ def create_app(
     @app.post(
         "/v1/intents",
         summary="A batch of intents a gateway served (JSON or Avro IntentBatch)",
-        responses={207: {"description": "Some records refused; see rejected"}},
+        responses=batch_responses(),
+        openapi_extra=request_body(IntentBatchIn, AVRO_INTENTS, "machpay.IntentBatch"),
     )
     async def post_intents(request: Request, who: Who) -> Response:
         response = await ingest.intents(request, who)
@@ -446,7 +453,8 @@ def create_app(
     @app.post(
         "/v1/logs",
         summary="A batch of SDK call records (JSON or Avro ClientLogBatch)",
-        responses={207: {"description": "Some records refused; see rejected"}},
+        responses=batch_responses(),
+        openapi_extra=request_body(ClientLogBatchIn, AVRO_LOGS, "machpay.ClientLogBatch"),
     )
     async def post_logs(request: Request, who: Who) -> Response:
         response = await ingest.logs(request, who)
