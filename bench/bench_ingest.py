@@ -416,6 +416,13 @@ def main() -> None:
             "us",
             runs=cpu_us["ingest-1"],
         ),
+        Figure(
+            "ingest capacity per otherwise idle core (1e6 / CPU us per intent)",
+            1e6 / median(cpu_us["ingest-1"]),
+            "intents/s",
+            baseline="strict verify alone, one core",
+            baseline_value=median(rates["verify"]),
+        ),
     ]
     record("ingest", figures, "python -m bench ingest")
 

@@ -336,7 +336,12 @@ async def test_oversized_body_is_413_naming_the_limit(inproc: InProcess) -> None
         headers={**auth(GATEWAY_KEY), "Content-Type": "application/json"},
     )
     assert response.status_code == 413
-    assert inproc.producer.sent == []
+    assert not inproc.sent("intents.accepted")
+    dead = inproc.sent("intents.rejected")
+    assert [(d["reason"], d["field"], d["raw"]) for d in dead] == [
+        ("oversized_body", "body", None)
+    ] * 2
+    assert "ingest.max_body_bytes" in dead[0]["detail"]
 
 
 async def test_too_many_records_is_413_naming_the_limit(inproc: InProcess) -> None:
@@ -348,7 +353,11 @@ async def test_too_many_records_is_413_naming_the_limit(inproc: InProcess) -> No
         "/v1/logs", json={"records": [{}] * 51}, headers=auth(AGENT_KEY)
     )
     assert response.status_code == 413
-    assert inproc.producer.sent == []
+    assert not inproc.sent("intents.accepted")
+    assert not inproc.sent("client.logs")
+    (dead,) = inproc.sent("intents.rejected")
+    assert (dead["reason"], dead["field"]) == ("too_many_records", "intents")
+    assert dead["raw"] is not None
 
 
 @pytest.mark.parametrize(
@@ -373,6 +382,10 @@ async def test_malformed_json_is_400_naming_the_field(
     assert response.status_code == 400
     assert response.json()["field"] == field
     assert response.json()["detail"]
+    (dead,) = inproc.sent("intents.rejected")  # the malformed batch, verbatim
+    assert dead["raw"] == body
+    assert dead["field"] == field
+    assert dead["source"] == "ingest"
 
 
 async def test_malformed_avro_is_400_naming_the_problem(inproc: InProcess) -> None:
@@ -394,7 +407,10 @@ async def test_malformed_avro_is_400_naming_the_problem(inproc: InProcess) -> No
         assert response.status_code == 400, reason
         assert response.json()["error"] == reason
         assert response.json()["field"] == "body"
-    assert inproc.producer.sent == []
+    dead = inproc.sent("intents.rejected")
+    assert [d["reason"] for d in dead] == list(cases)
+    assert [d["raw"] for d in dead] == list(cases.values())
+    assert not inproc.sent("intents.accepted")
 
 
 async def test_unsupported_content_type_is_415(inproc: InProcess) -> None:

@@ -20,7 +20,9 @@ durable. Whole-request failures answer ``{"error", "field", "detail"}``: 400
 (malformed JSON or Avro), 401 (no, unknown or revoked key), 403 (role or
 binding), 413 (body or batch too large), 415 (content type), 429 (in-flight
 bound, with Retry-After), 503 (Kafka unavailable or too slow, with
-Retry-After). Nothing of a request refused as a whole is produced.
+Retry-After). Nothing of a request refused as a whole is produced, except
+that a malformed or oversized batch of intents (400/413) leaves one dead
+letter on ``intents.rejected`` with the raw body (best effort).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from machpay.ingest.schemas import (
     request_body,
 )
 from machpay.ingest.validation import (
+    MAX_RAW,
     Binding,
     RecordError,
     validate_intents,
@@ -66,6 +69,8 @@ AVRO_LOGS = "application/vnd.machpay.clientlogbatch+avro"
 JSON_TYPES = frozenset({"application/json", ""})
 #: Records validated between yields to the event loop (health checks stay answered).
 VALIDATE_CHUNK = 256
+#: How long a refused request waits for its dead letter to be acknowledged.
+DEAD_LETTER_SECONDS = 1.0
 #: ClientLog records per ClientLogBatch record.
 LOGS_PER_RECORD = 1_000
 
@@ -272,9 +277,15 @@ class Ingest:
                 403, "forbidden", f"key {who.name!r} (role {who.role}) may not post intents"
             )
         self.check_ready()
-        body = await self.read_body(request)
+        body: bytes | None = None
+        try:
+            body = await self.read_body(request)
+            records = self.decode(request, body, avro_type=AVRO_INTENTS, key="intents")
+        except ApiError as exc:
+            if exc.status in (400, 413):
+                await self._dead_letter_request(exc, body, who)
+            raise
         avro = request.headers.get("content-type", "").split(";")[0].strip().lower() == AVRO_INTENTS
-        records = self.decode(request, body, avro_type=AVRO_INTENTS, key="intents")
         if who.vendor is not None:
             self._check_vendor_binding(records, who, avro=avro)
         now = self.now_ms()
@@ -315,6 +326,35 @@ class Ingest:
             {"accepted": len(accepted), "rejected": [e.to_json() for e in errors]},
             207 if errors else 200,
         )
+
+    async def _dead_letter_request(
+        self, error: ApiError, body: bytes | None, who: Principal
+    ) -> None:
+        """Best effort: one intents.rejected record for a malformed or oversized batch.
+
+        The request is refused either way; if Kafka cannot take the dead letter
+        within DEAD_LETTER_SECONDS it is only counted (metrics), never retried.
+        """
+        record = {
+            "reason": error.error,
+            "detail": f"POST /v1/intents from {who.name}: {error.detail}",
+            "field": error.field,
+            "source": SOURCE,
+            "at_ms": self.now_ms(),
+            "agent": None,
+            "message": None,
+            "signature": None,
+            "raw": body[:MAX_RAW] if body is not None else None,
+            "origin": None,
+        }
+        value = self.codec.encode(topics.INTENTS_REJECTED, record)
+        try:
+            async with asyncio.timeout(DEAD_LETTER_SECONDS):
+                await self.producer.produce([Send(self.rejected_topic, value)], records=1)
+        except (TimeoutError, OverloadedError, KafkaUnavailableError):
+            self.metrics.dead_letters_lost.inc()
+            return
+        self.metrics.rejected.labels("request", error.error).inc()
 
     def _check_vendor_binding(self, records: list[Any], who: Principal, *, avro: bool) -> None:
         for i, record in enumerate(records):

@@ -32,6 +32,11 @@ class IngestMetrics:
             ["kind", "reason"],
             registry=r,
         )
+        self.dead_letters_lost = Counter(
+            "machpay_ingest_dead_letters_lost",
+            "Dead letters of refused requests Kafka did not take in time (best effort).",
+            registry=r,
+        )
         self.produce_seconds = Histogram(
             "machpay_ingest_produce_seconds",
             "Time from handing a request's records to the producer to acks=all.",
