@@ -440,8 +440,11 @@ def _bound_field(record: Any, field: str, *, avro: bool) -> bytes | None:
         return None
 
 
-def _principal(request: Request) -> Principal:
-    """The FastAPI dependency authenticating the API key (401 when it does not)."""
+async def _principal(request: Request) -> Principal:
+    """The FastAPI dependency authenticating the API key (401 when it does not).
+
+    Async on purpose: a sync dependency would run in the thread pool on every request.
+    """
     ingest: Ingest = request.app.state.ingest
     return ingest.authenticate(request)
 
