@@ -298,3 +298,43 @@ def test_cli_serves_from_a_config_file(
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.mark.integration
+async def test_long_routes_and_urls_are_split_under_the_record_size_limit(
+    kafka_settings: Settings, world: World
+) -> None:
+    """1,000 intents with 1,024-character routes of 4-byte characters (~4 MiB) and
+    logs with 4 KiB URLs still land: records are sized under max.request.size."""
+    settings = world.kafka_settings(kafka_settings, max_body_bytes=16 << 20)
+    signer = world.signer(settings)
+    route = "\U0001d11e" * 1_024
+    signed = [signer.sign() for _ in range(1_000)]
+    url_long = "http://127.0.0.1/" + "x" * 4_000
+    with served(settings) as (url, _):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            response = await client.post(
+                "/v1/intents",
+                json={
+                    "intents": [intent_json(s, world.vendor.public, route=route) for s in signed]
+                },
+                headers=auth(GATEWAY_KEY),
+            )
+            assert response.status_code == 200, response.text
+            logs = await client.post(
+                "/v1/logs",
+                json={
+                    "records": [
+                        log_json(world.agent.public, url=url_long, error="e" * 2_000)
+                        for _ in range(1_000)
+                    ]
+                },
+                headers=auth(AGENT_KEY),
+            )
+            assert logs.status_code == 200, logs.text
+    accepted = await read_topic(
+        settings, topics.INTENTS_ACCEPTED, done=lambda v: intent_count(v) >= 1_000
+    )
+    assert intent_count(accepted) == 1_000
+    assert len(accepted) > 1, "split into several records"
+    assert {i["route"] for batch in accepted for i in batch["intents"]} == {route}

@@ -58,7 +58,7 @@ from machpay.ingest.validation import (
     validate_logs,
 )
 from machpay.kafka.clients import partition_for_key, topic_name
-from machpay.kafka.packing import pack_by_partition
+from machpay.kafka.packing import MAX_INTENTS_PER_RECORD, pack_by_partition
 from machpay.protocol import address_to_bytes
 from machpay.wire import WireCodec, WireDecodeError
 from machpay.wire.intents import AcceptedIntent, intent_batch
@@ -71,8 +71,27 @@ JSON_TYPES = frozenset({"application/json", ""})
 VALIDATE_CHUNK = 256
 #: How long a refused request waits for its dead letter to be acknowledged.
 DEAD_LETTER_SECONDS = 1.0
-#: ClientLog records per ClientLogBatch record.
+#: ClientLog records per ClientLogBatch record, at most.
 LOGS_PER_RECORD = 1_000
+#: Bytes one produced record may hold, with margin under Kafka's default
+#: max.request.size (1 MiB): long routes, URLs or errors mean fewer per record.
+RECORD_BUDGET = 900_000
+
+
+def per_record(largest: int, ceiling: int) -> int:
+    """How many items of at most ``largest`` encoded bytes fit in one record."""
+    return max(1, min(ceiling, RECORD_BUDGET // max(largest, 1)))
+
+
+def intent_size(intent: AcceptedIntent) -> int:
+    """Upper bound of an intent's encoded size (fixed fields + the two strings)."""
+    return 300 + len(intent.service.encode()) + len(intent.route.encode())
+
+
+def log_size(log: dict[str, Any]) -> int:
+    """Upper bound of a ClientLog's encoded size."""
+    strings = (log["url"], log["method"], log["error"] or "", log["sdk_version"])
+    return 150 + sum(len(text.encode()) + 10 for text in strings)
 
 
 class ApiError(Exception):
@@ -305,7 +324,9 @@ class Ingest:
         sends: list[Send] = []
         if accepted:
             partitions = await self._partitions(self.accepted_topic)
-            packed = pack_by_partition([intent for _, intent in accepted], partitions)
+            intents = [intent for _, intent in accepted]
+            most = per_record(max(map(intent_size, intents)), MAX_INTENTS_PER_RECORD)
+            packed = pack_by_partition(intents, partitions, max_per_record=most)
             for partition, chunks in packed.items():
                 for chunk in chunks:
                     value = self.codec.encode(
@@ -405,13 +426,14 @@ class Ingest:
             for _, log in accepted:
                 grouped.setdefault(partition_for_key(log["agent"], partitions), []).append(log)
             for partition, logs in grouped.items():
-                for start in range(0, len(logs), LOGS_PER_RECORD):
+                most = per_record(max(map(log_size, logs)), LOGS_PER_RECORD)
+                for start in range(0, len(logs), most):
                     value = self.codec.encode(
                         topics.CLIENT_LOGS,
                         {
                             "producer": self.producer_id,
                             "produced_at_ms": now,
-                            "records": logs[start : start + LOGS_PER_RECORD],
+                            "records": logs[start : start + most],
                         },
                     )
                     sends.append(Send(self.logs_topic, value, partition=partition))
