@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -242,10 +243,11 @@ def test_cli_refuses_to_start_without_a_key_file(tmp_path: Path) -> None:
     assert "ingest.keys_file" in result.output
 
 
-@pytest.mark.integration
-def test_cli_serves_from_a_config_file(
+@contextmanager
+def ingest_process(
     kafka_settings: Settings, world: World, tmp_path: Path
-) -> None:
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`machpay ingest --config FILE --port P` as its own process, ready."""
     port = free_port()
     config = tmp_path / "ingest.toml"
     config.write_text(
@@ -256,17 +258,9 @@ def test_cli_serves_from_a_config_file(
         f'keys_file = "{world.keys_file}"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MACHPAY_")}
+    command = [sys.executable, "-m", "machpay.cli", "ingest", "--config", str(config)]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "machpay.cli",
-            "ingest",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-        ],
+        [*command, "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -282,6 +276,18 @@ def test_cli_serves_from_a_config_file(
                 pass
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(20)
+
+
+@pytest.mark.integration
+def test_cli_serves_from_a_config_file(
+    kafka_settings: Settings, world: World, tmp_path: Path
+) -> None:
+    with ingest_process(kafka_settings, world, tmp_path) as (url, _):
         signer = world.signer(kafka_settings)
         response = httpx.post(
             url + "/v1/intents",
@@ -295,9 +301,51 @@ def test_cli_serves_from_a_config_file(
             headers=auth(AGENT_KEY),
         )
         assert logs.status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(20)
+
+
+@pytest.mark.integration
+async def test_kill_9_mid_load_loses_nothing_that_was_answered_200(
+    kafka_settings: Settings, world: World, tmp_path: Path
+) -> None:
+    """A 2xx means durable: every intent of every 200 answered before a kill -9
+    is on intents.accepted; requests cut off get no 2xx (the client retries)."""
+    signer = world.signer(kafka_settings)
+    batches = [[signer.sign() for _ in range(50)] for _ in range(60)]
+    acknowledged: list[bytes] = []
+    failures = 0
+    with ingest_process(kafka_settings, world, tmp_path) as (url, proc):
+        queue = list(reversed(batches))
+
+        async def client_loop(client: httpx.AsyncClient) -> None:
+            nonlocal failures
+            while queue:
+                batch = queue.pop()
+                body = {"intents": [intent_json(s, world.vendor.public) for s in batch]}
+                try:
+                    response = await client.post(
+                        "/v1/intents", json=body, headers=auth(GATEWAY_KEY)
+                    )
+                except httpx.HTTPError:
+                    failures += 1
+                    continue
+                assert response.status_code == 200, response.text
+                acknowledged.extend(s.id for s in batch)
+                if len(acknowledged) >= 500 and proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGKILL)
+
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            await asyncio.gather(*(client_loop(client) for _ in range(3)))
+        assert proc.wait(10) == -signal.SIGKILL
+    assert failures > 0, "the kill happened mid-load"
+    assert len(acknowledged) < 50 * 60
+    landed = await read_topic(
+        kafka_settings,
+        topics.INTENTS_ACCEPTED,
+        done=lambda v: len(set(acknowledged) - {i["id"] for b in v for i in b["intents"]}) == 0,
+        wait_seconds=15,
+    )
+    ids = {i["id"] for batch in landed for i in batch["intents"]}
+    assert set(acknowledged) <= ids
 
 
 @pytest.mark.integration
