@@ -2,11 +2,15 @@
 
 Files ``<seq>.spool`` in ``spool_dir`` hold records appended in acceptance
 order; a record is ``u32le length || u32le crc32(payload) || payload`` (the
-payload is :func:`encode_accepted`). Appends are one ``write`` each; the
+payload is :func:`encode_accepted`). Appends are one ``pwrite`` each; the
 response waits for a *group commit*: one ``fdatasync`` covers every record
 written before it started, so under load many responses share one sync and
 a ``kill -9`` (or a power cut, with ``spool_fsync``) loses nothing that was
-answered.
+answered. With ``spool_fsync`` a segment is created zero-filled and synced
+(:func:`_preallocate`; the next one in a worker thread while the current one
+fills), so a sync flushes data only; the unused zero tail is cut at rotation
+and on close, and after a crash :meth:`Spool.open` stops at the first zero
+length (no record is empty) and truncates the rest.
 
 Once Kafka acknowledged everything up to a position, :meth:`Spool.ack`
 records it in ``ack`` (a hint, rewritten atomically, not synced: losing it
