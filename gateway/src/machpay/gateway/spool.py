@@ -53,6 +53,7 @@ ACK_WRITE_SECONDS = 0.25
 FLUSH_YIELDS = 8
 SUFFIX = ".spool"
 PREALLOC_SUFFIX = ".prealloc"
+PREALLOC_CHUNK = 256 << 10
 
 
 def encode_accepted(intent: AcceptedIntent) -> bytes:
@@ -393,10 +394,13 @@ def _preallocate(path: Path, size: int) -> int:
     syncs, p99 ~190 us instead of ~240-340 us, and less system time)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        zeros = bytes(min(size, 1 << 20))
+        # Synced chunk by chunk: one 4 MB flush would hold up the group commits
+        # running meanwhile by ~5-15 ms here; a 256 KB one by well under 1 ms.
+        zeros = bytes(min(size, PREALLOC_CHUNK))
         done = 0
         while done < size:
             done += os.write(fd, zeros[: size - done])
+            os.fdatasync(fd)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
