@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import struct
 from pathlib import Path
@@ -431,45 +430,3 @@ async def test_group_commit_shares_fsyncs(tmp_path: Path) -> None:
     await write(spool, [accepted(n) for n in range(1, 101)])
     assert 1 <= spool.syncs <= 3
     await spool.close()
-
-
-async def test_spool_segments_are_preallocated_and_recovered_after_a_crash(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64_000)
-    spool.open()
-    items = [accepted(n) for n in range(1, 6)]
-    positions = await write(spool, items)
-    (segment,) = segments(tmp_path)
-    assert size_of(segment) == 64_000  # zero-filled ahead: syncs flush data only
-    assert spool._fd is not None
-    os.close(spool._fd)  # kill -9: no close(), the zero tail stays on disk
-
-    again = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64_000)
-    with caplog.at_level(logging.WARNING):
-        recovered = again.open()
-    assert [item for item, _, _ in recovered] == items
-    assert size_of(segment) == positions[-1].offset  # the zero tail is dropped
-    assert "torn" not in caplog.text  # a zero tail is not a torn record
-    await write(again, [accepted(6)])
-    await again.close()
-    third = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64_000)
-    assert [item for item, _, _ in third.open()] == [*items, accepted(6)]
-    await third.close()
-
-
-async def test_spool_rotates_into_a_segment_prepared_ahead(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=2_000)
-    spool.open()
-    items = [accepted(n) for n in range(1, 31)]
-    for item in items:  # one at a time: the next segment is ready when needed
-        await write(spool, [item])
-        await asyncio.sleep(0.01)
-    assert len(segments(tmp_path)) > 2
-    await spool.close()
-    assert not [p for p in os.listdir(tmp_path) if p.endswith(".prealloc")]
-    # Closed segments hold their records only; everything comes back in order.
-    assert all(size_of(s) <= 2_000 for s in segments(tmp_path))
-    again = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=2_000)
-    assert [item for item, _, _ in again.open()] == items
-    await again.close()
