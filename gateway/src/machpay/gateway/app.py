@@ -35,6 +35,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -53,6 +54,7 @@ from machpay.protocol import (
     Reason,
     SignedIntent,
     address_to_bytes,
+    bytes_to_address,
     channel_address,
     check_binding,
     context_hash,
@@ -99,6 +101,7 @@ HOP_BY_HOP = frozenset(
 _SIGNATURE_HEADER = b"payment-signature"
 _JSON = (b"content-type", b"application/json")
 SOURCE = "gateway"
+CHANNEL_CACHE_SIZE = 1 << 14
 
 
 class ClientDisconnectedError(Exception):
@@ -201,6 +204,9 @@ class Gateway:
         self._timeout = httpx.Timeout(gw.upstream_timeout_seconds).as_dict()
         self.started = False
         self.recovered = 0
+        # agent -> channel PDA with this vendor (a plain dict: cheaper than the
+        # keyword-argument lru_cache of channel_address on every paid call).
+        self._channel_of: dict[bytes, bytes] = {}
 
     def _vendor_address(self) -> bytes:
         gw = self.config
@@ -479,7 +485,12 @@ class Gateway:
                 "amount",
                 f"intent amount {intent.amount} is not this route's price {route.price}",
             )
-        channel = channel_address(program_id=self.program_id, agent=agent, vendor=self.vendor)
+        channel = self._channel_of.get(agent)
+        if channel is None:
+            if len(self._channel_of) >= CHANNEL_CACHE_SIZE:
+                self._channel_of.clear()
+            channel = channel_address(program_id=self.program_id, agent=agent, vendor=self.vendor)
+            self._channel_of[agent] = channel
         try:
             check_binding(intent, domain=self.domain, now=int(now), channel=channel)
         except ProtocolError as exc:
@@ -647,17 +658,17 @@ class Gateway:
         try:
             return await self.upstream.handle_async_request(request)
         except httpx.TimeoutException as exc:
-            self.metrics.proxied.labels("504").inc()
+            self.metrics.proxied_for(504).inc()
             await _json(send, 504, {"error": "upstream_timeout", "detail": str(exc) or "timeout"})
         except httpx.HTTPError as exc:
-            self.metrics.proxied.labels("502").inc()
+            self.metrics.proxied_for(502).inc()
             await _json(send, 502, {"error": "upstream_unavailable", "detail": str(exc)})
         return None
 
     async def _relay(
         self, response: httpx.Response, send: Send, extra: list[tuple[bytes, bytes]]
     ) -> None:
-        self.metrics.proxied.labels(f"{response.status_code // 100}xx").inc()
+        self.metrics.proxied_for(response.status_code).inc()
         drop = _hop_by_hop(response.headers.raw)
         out = [(k, v) for k, v in response.headers.raw if k.lower() not in drop]
         out.extend(extra)
@@ -757,7 +768,7 @@ class Gateway:
             )
             return
         self.emitter.enqueue(record, position)
-        self.metrics.paid.labels(accepted.label).inc()
+        self.metrics.paid_for(accepted.label).inc()
         self.metrics.paid_lamports.inc(signed.amount)
         identity = (
             (b"x-machpay-agent", _address(signed.agent).encode()),
@@ -790,7 +801,7 @@ class Gateway:
         except httpx.HTTPError as exc:
             await self._wait_commit(committed)
             timeout = isinstance(exc, httpx.TimeoutException)
-            self.metrics.proxied.labels("504" if timeout else "502").inc()
+            self.metrics.proxied_for(504 if timeout else 502).inc()
             await _json(
                 send,
                 504 if timeout else 502,
@@ -822,9 +833,9 @@ class Gateway:
         self.metrics.spool_wait_seconds.observe(time.perf_counter() - started)
 
 
+@lru_cache(maxsize=1 << 12)
 def _address(key: bytes) -> str:
-    from machpay.protocol import bytes_to_address
-
+    """base58 of an agent key (cached: the same agents call again and again)."""
     return bytes_to_address(key)
 
 

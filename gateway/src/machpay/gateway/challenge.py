@@ -20,6 +20,8 @@ import struct
 TAG = b"machpay:challenge:v1"
 MAC_LEN = 16
 CHALLENGE_LEN = 4 + MAC_LEN
+#: (bucket, route, method) MACs kept; a gateway has few routes and ~2 live buckets.
+MAC_CACHE_SIZE = 4096
 
 
 class ChallengeIssuer:
@@ -29,14 +31,23 @@ class ChallengeIssuer:
         self._key = hmac.new(secret, TAG, hashlib.sha256)  # copied per use: key schedule once
         self.bucket_seconds = bucket_seconds
         self.max_age_seconds = max_age_seconds
+        self._macs: dict[tuple[bytes, bytes, str], bytes] = {}
 
     def _mac(self, bucket: bytes, route_id: bytes, method: str) -> bytes:
-        mac = self._key.copy()
-        mac.update(bucket)
-        mac.update(struct.pack(">H", len(route_id)))
-        mac.update(route_id)
-        mac.update(method.encode("ascii"))
-        return mac.digest()[:MAC_LEN]
+        # A pure function of (bucket, route, method) under one secret: cached, as every
+        # paid call of a route within one bucket checks the same MAC.
+        key = (bucket, route_id, method)
+        mac = self._macs.get(key)
+        if mac is None:
+            if len(self._macs) >= MAC_CACHE_SIZE:
+                self._macs.clear()
+            h = self._key.copy()
+            h.update(bucket)
+            h.update(struct.pack(">H", len(route_id)))
+            h.update(route_id)
+            h.update(method.encode("ascii"))
+            mac = self._macs[key] = h.digest()[:MAC_LEN]
+        return mac
 
     def issue(self, route_id: bytes, method: str, now: float) -> bytes:
         bucket = struct.pack(">I", int(now) // self.bucket_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -65,6 +66,25 @@ class GatewayMetrics:
         self.known_agents = Gauge(
             "machpay_gateway_known_agents", "Agents in the agents.status cache.", registry=r
         )
+
+        # Label children bound once: ``labels()`` per call hashes and locks every time.
+        self._paid_children: dict[str, Any] = {}
+        self._proxied_children: dict[int, Any] = {}
+
+    def paid_for(self, route: str) -> Any:
+        """The ``paid`` counter child of one route label (bound once)."""
+        child = self._paid_children.get(route)
+        if child is None:
+            child = self._paid_children[route] = self.paid.labels(route)
+        return child
+
+    def proxied_for(self, status: int) -> Any:
+        """The ``proxied`` counter child of an upstream status (by class) or 502/504."""
+        child = self._proxied_children.get(status)
+        if child is None:
+            label = str(status) if status in (502, 504) else f"{status // 100}xx"
+            child = self._proxied_children[status] = self.proxied.labels(label)
+        return child
 
     def bind(
         self,

@@ -41,7 +41,7 @@ _HEADER = struct.Struct("<II")
 _FIXED = struct.Struct("<32sQB")
 _SOURCES = ("GATEWAY", "INGEST")
 SEGMENT_BYTES = 4 << 20
-ACK_WRITE_SECONDS = 0.05
+ACK_WRITE_SECONDS = 0.25
 #: Loop iterations a group commit waits before syncing: long enough for the
 #: request that wrote the record to have sent its upstream call (so the sync
 #: overlaps the upstream's work) and for concurrent requests to join the group.
