@@ -43,11 +43,6 @@ COUNT = 3_000  # requests per throughput run
 LATENCY_COUNT = 1_000
 RUNS = 5
 SETUP_TIMEOUT = 60
-#: ``producer_linger_ms`` of every gateway here (the paid ones use it): accepted
-#: intents are on disk before the answer, so the linger only delays their
-#: arrival in Kafka; at hundreds of paid calls/s the 5 ms default makes one
-#: produce round (and one loopback send to the broker) per 2-3 intents.
-PRODUCER_LINGER_MS = 25
 
 
 def _free_port() -> int:
@@ -139,7 +134,6 @@ def _gateway_config(
         "payments_enabled": payments,
         "spool_fsync": fsync,
         "unknown_agent_allowance": 10**18,
-        "producer_linger_ms": PRODUCER_LINGER_MS,
         "routes": [{**r, "upstream": upstream} for r in PAID_ROUTES],
         "free_routes": [{**r, "upstream": upstream} for r in FREE_ROUTES],
     }
