@@ -276,3 +276,99 @@ async def test_kill_9_mid_stream_and_two_restarted_workers_change_no_outcome(
                 proc.kill()
                 await proc.wait()
     check_outcome(settings, traffic, batches, proofs, statuses)
+
+
+async def produce_facts(settings: Settings, agent: Agent) -> None:
+    kafka = settings.kafka
+    codec = WireCodec(topic_prefix=kafka.topic_prefix)
+    chain = topic_name(topics.CHAIN_EVENTS, kafka)
+    settled = topic_name(topics.SETTLEMENTS, kafka)
+    me = agent.public
+
+    def event(kind: str, amount: int, sig: str, unlock_at: int | None = None) -> bytes:
+        return codec.encode(
+            chain,
+            {
+                "kind": kind,
+                "account": me,
+                "agent": me,
+                "vendor": None,
+                "amount": amount,
+                "slot": 1,
+                "signature": sig,
+                "at_ms": 1,
+                "batch_id": None,
+                "unlock_at": unlock_at,
+            },
+        )
+
+    settlement = codec.encode(
+        settled,
+        {
+            "batch_id": b"\x07" * 32,
+            "vendor": VENDORS[0],
+            "status": "CONFIRMED",
+            "signature": "sig-settle",
+            "slot": 2,
+            "reason": None,
+            "channels": [
+                {
+                    "channel": agent.channel(VENDORS[0]),
+                    "agent": me,
+                    "settled_cumulative": 30,
+                    "paid": 30,
+                }
+            ],
+            "at_ms": 2,
+        },
+    )
+    producer = AIOKafkaProducer(**producer_kwargs(kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(chain, event("BOND_DEPOSITED", 1000, "sig-bond"), key=me)
+        await producer.send_and_wait(chain, event("BOND_DEPOSITED", 1000, "sig-bond"), key=me)
+        await producer.send_and_wait(settled, settlement, key=VENDORS[0])
+        await producer.send_and_wait(
+            chain, event("WITHDRAW_REQUESTED", 200, "sig-withdraw", unlock_at=123), key=me
+        )
+    finally:
+        await producer.stop()
+
+
+async def test_exposure_follows_intents_settlements_and_bond_events_and_withdrawal_closes(
+    kafka_settings: Settings,
+) -> None:
+    # Batches never close on age here: only the pending withdrawal closes them.
+    cfg = StreamsSettings(batch_max_intents=1000, batch_max_age_ms=600_000)  # type: ignore[call-arg]
+    settings = kafka_settings.model_copy(update={"streams": cfg})
+    agent = Agent(keypair("exposure-int"))
+    intents = [agent.pay(VENDORS[0], 5) for _ in range(10)]
+    intents += [agent.pay(VENDORS[1], 3) for _ in range(4)]
+    await produce_facts(settings, agent)
+    await produce(settings, intents)
+    expected = {i.id for i in intents}
+
+    def final(statuses: list[tuple[bytes | None, dict[str, Any]]]) -> bool:
+        return any(s["exposure"] == 32 and s["pending_withdrawal"] for _, s in statuses)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(StreamsWorker(settings).run(stop))
+    try:
+        statuses = await read_topic(settings, topics.AGENTS_STATUS, final, 30)
+        batches = await read_topic(
+            settings, topics.BATCHES_READY, lambda b: covered(b) >= expected, 30
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    latest = max((s for _, s in statuses), key=lambda s: s["version"])
+    assert latest["agent"] == agent.public
+    assert latest["bond"] == 1000  # the repeated deposit event counted once
+    assert latest["settled"] == 30
+    assert latest["exposure"] == (50 - 30) + 12
+    assert latest["pending_withdrawal"] == {"amount": 200, "unlock_at": 123}
+    assert latest["banned"] is False
+    assert covered(batches) == expected
+    assert {b["close_reason"] for _, b in batches} == {"WITHDRAWAL"}
+    vouchers = {v["channel"]: v["cumulative"] for _, b in batches for v in b["vouchers"]}
+    assert vouchers == {agent.channel(VENDORS[0]): 50, agent.channel(VENDORS[1]): 12}
