@@ -372,3 +372,46 @@ async def test_exposure_follows_intents_settlements_and_bond_events_and_withdraw
     assert {b["close_reason"] for _, b in batches} == {"WITHDRAWAL"}
     vouchers = {v["channel"]: v["cumulative"] for _, b in batches for v in b["vouchers"]}
     assert vouchers == {agent.channel(VENDORS[0]): 50, agent.channel(VENDORS[1]): 12}
+
+
+@pytest.mark.slow
+async def test_a_second_worker_joining_mid_stream_changes_no_outcome(
+    kafka_settings: Settings,
+) -> None:
+    settings = streams_settings(kafka_settings)
+    traffic = make_traffic(n_agents=10, per_agent=30)
+    half = len(traffic.intents) // 2
+    await produce(settings, traffic.intents[:half])
+    stops = [asyncio.Event(), asyncio.Event()]
+    first = StreamsWorker(
+        settings.model_copy(
+            update={"streams": settings.streams.model_copy(update={"worker_id": "a"})}
+        )
+    )
+    second = StreamsWorker(
+        settings.model_copy(
+            update={"streams": settings.streams.model_copy(update={"worker_id": "b"})}
+        )
+    )
+    tasks = [asyncio.create_task(first.run(stops[0]))]
+    try:
+        early = await read_topic(settings, topics.BATCHES_READY, lambda b: len(b) >= 3, 40)
+        assert len(early) >= 3
+        tasks.append(asyncio.create_task(second.run(stops[1])))  # a rebalance with open batches
+        await produce(settings, traffic.intents[half:])
+        batches = await read_topic(
+            settings, topics.BATCHES_READY, lambda b: covered(b) >= traffic.expected_ids, 60
+        )
+        proofs = await read_topic(settings, topics.FRAUD_PROOFS, lambda p: len(p) >= 2, 20)
+        agents = traffic.cheaters | traffic.honest_agents
+        statuses = await read_topic(
+            settings, topics.AGENTS_STATUS, lambda s: {x["agent"] for _, x in s} >= agents, 20
+        )
+        owned = set(first.owned) | set(second.owned)
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    check_outcome(settings, traffic, batches, proofs, statuses)
+    assert second.counters.intents > 0, "the second worker never got a partition"
+    assert owned == set(range(settings.local_kafka.partitions))
