@@ -41,7 +41,7 @@ from machpay.wire.intents import AcceptedIntent, intent_batch, unpack
 
 AGENTS = 200
 VENDORS = 10
-INTENTS = 40_000
+INTENTS = 100_000
 RUNS = 3
 
 

@@ -124,6 +124,7 @@ class StreamsWorker:
         self._facts: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._partition_of: dict[bytes, int] = {}
+        self._inflight: tuple[asyncio.Future[Any] | None, dict[Any, int]] = (None, {})
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -171,6 +172,8 @@ class StreamsWorker:
         try:
             while not stop.is_set():
                 await self.step()
+            await self._settle(self._inflight)
+            self._inflight = (None, {})
         finally:
             await self.stop()
 
@@ -206,13 +209,16 @@ class StreamsWorker:
                     owned.next_offset = rec.offset + 1
             commits[tp] = recs[-1].offset + 1
         self._publish_statuses(touched, outbox)
-        if outbox.sends:
-            await asyncio.gather(*outbox.sends)
-        if commits:
-            try:
-                await self._consumer.commit(commits)
-            except KafkaError as exc:  # rebalance: the new owner redoes it, idempotently
-                log.warning("commit of %s failed (%s); records will be redelivered", commits, exc)
+        # Pipelined: this chunk's outputs are in flight while the previous
+        # chunk's offsets are committed (its outputs are all acknowledged).
+        previous, self._inflight = (
+            self._inflight,
+            (
+                asyncio.ensure_future(asyncio.gather(*outbox.sends)) if outbox.sends else None,
+                commits,
+            ),
+        )
+        await self._settle(previous)
         await self._markers()
 
     async def _take(self, tp: TopicPartition, until: int) -> _Owned:
@@ -226,6 +232,18 @@ class StreamsWorker:
         if owned.state.open:
             owned.opened_wall = time.monotonic()
         return owned
+
+    async def _settle(self, inflight: tuple[asyncio.Future[Any] | None, dict[Any, int]]) -> None:
+        """Wait for a chunk's acknowledgements, then commit its offsets."""
+        sends, commits = inflight
+        if sends is not None:
+            await sends
+        if commits:
+            assert self._consumer is not None
+            try:
+                await self._consumer.commit(commits)
+            except KafkaError as exc:  # rebalance: the new owner redoes it, idempotently
+                log.warning("commit of %s failed (%s); records will be redelivered", commits, exc)
 
     # -- facts ------------------------------------------------------------------
 
