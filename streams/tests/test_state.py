@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -219,3 +220,40 @@ def test_exposure_follows_intents_settlements_and_bond_events() -> None:
 def test_batch_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         PartitionState(batch_size=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    steps,
+    st.lists(st.integers(0, 40), max_size=6),
+    st.lists(st.integers(0, 40), max_size=6),
+    st.integers(1, 6),
+)
+def test_batch_ids_depend_on_the_log_only_not_on_chunking_or_clock(
+    plan: list[tuple[int, int, int]], flushes: list[int], cuts: list[int], batch_size: int
+) -> None:
+    # A live run and a replay see the same log (intents and flush markers) in
+    # different chunks and at different times; they must emit the same batches.
+    intents = honest(plan)
+    log: list[AcceptedIntent | None] = list(intents)
+    for at in sorted(flushes, reverse=True):
+        log.insert(min(at, len(log)), None)  # None: a flush marker
+
+    def run(chunk_cuts: list[int], clock: int) -> list[bytes]:
+        state = PartitionState(batch_size=batch_size)
+        out: list[bytes] = []
+        bounds = sorted({0, len(log), *(min(c, len(log)) for c in chunk_cuts)})
+        for lo, hi in itertools.pairwise(bounds):
+            pending: list[AcceptedIntent] = []
+            for item in log[lo:hi]:
+                if item is None:
+                    out += [b.batch_id for b in state.apply(pending, clock).batches]
+                    pending = []
+                    out += [b.batch_id for b in state.flush(CloseReason.AGE, clock)]
+                else:
+                    pending.append(item)
+            out += [b.batch_id for b in state.apply(pending, clock).batches]
+            clock += 7
+        return out
+
+    assert run([], 1) == run(cuts, 1_000)
