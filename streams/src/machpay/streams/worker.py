@@ -95,7 +95,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             self.worker.owned.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        return None  # state is rebuilt lazily, when the partition's first chunk arrives
+        return None  # the loop rebuilds each new partition's state before applying its records
 
 
 class StreamsWorker:
@@ -289,6 +289,8 @@ class StreamsWorker:
             else:
                 reader.seek(tp, owned.next_offset)
             position = await reader.position(tp)
+            end = (await reader.end_offsets([tp]))[tp]
+            until = min(until, end)
             while position < until:
                 got = await reader.getmany(tp, timeout_ms=1_000, max_records=1_000)
                 for rec in got.get(tp, []):
