@@ -419,3 +419,33 @@ async def test_a_second_worker_joining_mid_stream_changes_no_outcome(
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
     check_outcome(settings, traffic, batches, proofs, statuses)
     assert owned == set(range(settings.local_kafka.partitions))
+
+
+async def test_graceful_stop_leaves_a_marker_so_the_next_owner_closes_open_batches(
+    kafka_settings: Settings,
+) -> None:
+    cfg = StreamsSettings(batch_max_intents=1000, batch_max_age_ms=600_000)  # type: ignore[call-arg]
+    settings = kafka_settings.model_copy(update={"streams": cfg})
+    agent = Agent(keypair("shutdown-int"))
+    intents = [agent.pay(VENDORS[2], 4) for _ in range(12)]
+    await produce(settings, intents)
+    stop = asyncio.Event()
+    first = StreamsWorker(settings)
+    task = asyncio.create_task(first.run(stop))
+    try:
+        await read_topic(settings, topics.AGENTS_STATUS, lambda s: len(s) >= 1, 30)
+        assert first.counters.batches == 0  # open: neither size nor age reached
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    stop = asyncio.Event()
+    task = asyncio.create_task(StreamsWorker(settings).run(stop))
+    try:
+        batches = await read_topic(
+            settings, topics.BATCHES_READY, lambda b: covered(b) >= {i.id for i in intents}, 30
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert [b["close_reason"] for _, b in batches] == ["SHUTDOWN"]
+    assert covered(batches) == {i.id for i in intents}

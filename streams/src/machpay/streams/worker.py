@@ -174,6 +174,7 @@ class StreamsWorker:
                 await self.step()
             await self._settle(self._inflight)
             self._inflight = (None, {})
+            await self._shutdown_markers()
         finally:
             await self.stop()
 
@@ -477,6 +478,17 @@ class StreamsWorker:
             sends.append(self._send_marker(partition, data))
         if sends:
             await asyncio.gather(*sends)
+
+    async def _shutdown_markers(self) -> None:
+        """Ask whoever owns our partitions next to close the batches we leave open."""
+        value = {
+            "producer": records.FLUSH_PREFIX + CloseReason.SHUTDOWN.value,
+            "produced_at_ms": now_ms(),
+            "intents": [],
+        }
+        data = self.codec.encode(self.source, value)
+        open_partitions = [p for p, owned in self.owned.items() if owned.state.open]
+        await asyncio.gather(*(self._send_marker(p, data) for p in open_partitions))
 
     async def _send_marker(self, partition: int, data: bytes) -> None:
         assert self._producer is not None
