@@ -16,6 +16,7 @@ from machpay.protocol import (
     verify_inclusion,
     verify_proof,
 )
+from machpay.streams.records import FLUSH_PREFIX, flush_marker, parse_flush
 from machpay.streams.state import (
     ChannelLog,
     ClosedBatch,
@@ -257,3 +258,24 @@ def test_batch_ids_depend_on_the_log_only_not_on_chunking_or_clock(
         return out
 
     assert run([], 1) == run(cuts, 1_000)
+
+
+def test_a_withdrawal_flush_closes_only_batches_holding_that_agent() -> None:
+    leaving, staying = Agent(keypair("leaving")), Agent(keypair("staying"))
+    state = PartitionState(batch_size=100)
+    state.apply(
+        [leaving.pay(VENDORS[0], 1), staying.pay(VENDORS[1], 1), staying.pay(VENDORS[0], 1)], 1
+    )
+    closed = state.flush(CloseReason.WITHDRAWAL, 2, agents={leaving.public})
+    assert [b.vendor for b in closed] == [VENDORS[0]]
+    assert list(state.open) == [VENDORS[1]]
+
+
+def test_flush_markers_round_trip() -> None:
+    agents = {b"\x01" * 32, b"\x02" * 32}
+    assert parse_flush(flush_marker(CloseReason.WITHDRAWAL, agents)) == (
+        CloseReason.WITHDRAWAL,
+        agents,
+    )
+    assert parse_flush(flush_marker(CloseReason.AGE)) == (CloseReason.AGE, None)
+    assert parse_flush(FLUSH_PREFIX + "WHATEVER:zz") == (CloseReason.AGE, None)

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from machpay.protocol import FraudProof
-from machpay.streams.state import AgentSnapshot, ClosedBatch, Rejection
+from machpay.streams.state import AgentSnapshot, ClosedBatch, CloseReason, Rejection
 
 SOURCE = "streams"
 FLUSH_PREFIX = "machpay-streams:flush:"
-"""``producer`` of an empty IntentBatch that closes every open batch of its partition."""
+"""``producer`` of an empty IntentBatch that closes open batches of its partition."""
+
+
+def flush_marker(reason: CloseReason, agents: Iterable[bytes] = ()) -> str:
+    """The ``producer`` of a flush marker; with agents, only batches holding one close."""
+    scope = ",".join(sorted(a.hex() for a in agents))
+    return f"{FLUSH_PREFIX}{reason.value}:{scope}" if scope else FLUSH_PREFIX + reason.value
+
+
+def parse_flush(producer: str) -> tuple[CloseReason, set[bytes] | None]:
+    """(reason, agents or None for all) of a flush marker; unknown reasons count as AGE."""
+    name, _, scope = producer[len(FLUSH_PREFIX) :].partition(":")
+    reason = CloseReason(name) if name in CloseReason.__members__ else CloseReason.AGE
+    agents: set[bytes] = set()
+    for part in scope.split(","):
+        try:
+            agents.add(bytes.fromhex(part))
+        except ValueError:
+            continue
+    agents.discard(b"")
+    return reason, (agents or None)
 
 
 def fraud_proof(proof: FraudProof, *, detected_by: str, now_ms: int) -> dict[str, Any]:

@@ -262,9 +262,15 @@ class PartitionState:
             closed_at_ms=now_ms,
         )
 
-    def flush(self, reason: CloseReason, now_ms: int) -> list[ClosedBatch]:
-        """Close every open batch (a flush marker in the log, or shutdown)."""
-        return [self._close(vendor, reason, now_ms) for vendor in list(self.open)]
+    def flush(
+        self, reason: CloseReason, now_ms: int, *, agents: set[bytes] | None = None
+    ) -> list[ClosedBatch]:
+        """Close the open batches (all, or those holding one of ``agents``): a flush marker."""
+        return [
+            self._close(vendor, reason, now_ms)
+            for vendor, batch in list(self.open.items())
+            if agents is None or batch.agents & agents
+        ]
 
     def oldest_open_ms(self) -> int | None:
         return min((b.opened_at_ms for b in self.open.values()), default=None)

@@ -334,15 +334,10 @@ class StreamsWorker:
         if not value["intents"]:
             producer = value["producer"]
             if producer.startswith(records.FLUSH_PREFIX):
-                reason_name = producer[len(records.FLUSH_PREFIX) :]
-                reason = (
-                    CloseReason(reason_name)
-                    if reason_name in CloseReason.__members__
-                    else CloseReason.AGE
-                )
-                result = ChunkResult(batches=state.flush(reason, now))
+                reason, agents = records.parse_flush(producer)
+                result = ChunkResult(batches=state.flush(reason, now, agents=agents))
                 owned.marker_sent_at = None
-                owned.opened_wall = None
+                owned.opened_wall = time.monotonic() if state.open else None
                 if live:
                     self._emit(result, tp, rec.offset, outbox, now)
             return set()
@@ -461,18 +456,14 @@ class StreamsWorker:
                 continue
             if owned.marker_sent_at is not None and mono - owned.marker_sent_at < 2 * max_age:
                 continue
-            reason: CloseReason | None = None
-            if pending and owned.state.open_agents() & pending.keys():
-                reason = CloseReason.WITHDRAWAL
+            withdrawing = owned.state.open_agents() & pending.keys() if pending else set()
+            if withdrawing:
+                marker = records.flush_marker(CloseReason.WITHDRAWAL, withdrawing)
             elif owned.opened_wall is not None and mono - owned.opened_wall >= max_age:
-                reason = CloseReason.AGE
-            if reason is None:
+                marker = records.flush_marker(CloseReason.AGE)
+            else:
                 continue
-            value = {
-                "producer": records.FLUSH_PREFIX + reason.value,
-                "produced_at_ms": now_ms(),
-                "intents": [],
-            }
+            value = {"producer": marker, "produced_at_ms": now_ms(), "intents": []}
             data = self.codec.encode(self.source, value)
             owned.marker_sent_at = mono
             sends.append(self._send_marker(partition, data))
@@ -482,7 +473,7 @@ class StreamsWorker:
     async def _shutdown_markers(self) -> None:
         """Ask whoever owns our partitions next to close the batches we leave open."""
         value = {
-            "producer": records.FLUSH_PREFIX + CloseReason.SHUTDOWN.value,
+            "producer": records.flush_marker(CloseReason.SHUTDOWN),
             "produced_at_ms": now_ms(),
             "intents": [],
         }
