@@ -14,11 +14,18 @@ local broker (fresh, on free ports, or ``MACHPAY_BENCH_BOOTSTRAP``):
 Each is measured with signature re-verification on (every intent verified
 again, ~17.7k/s per core) and off (trusting the gateway's verification).
 The rate is intents/s between the first and the last processed intent.
+
+Also in the same run, without re-verification: a **naive Faust agent**
+(faust-streaming, one intent per record, a nonce table and a
+last-cumulative table written per intent) over ``NAIVE_INTENTS`` records,
+in a subprocess, as the anchor the architecture's "records carry many
+intents" rule is measured against.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +38,7 @@ from bench.bench_gateway import _kafka
 from bench.harness import Figure, median, record
 from machpay import topics
 from machpay.config import Settings, StreamsSettings
+from machpay.kafka.admin import acreate_topics
 from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import ProtocolError, merkle_root
@@ -43,6 +51,65 @@ AGENTS = 200
 VENDORS = 10
 INTENTS = 100_000
 RUNS = 3
+NAIVE_INTENTS = 10_000
+NAIVE_TIMEOUT_S = 120
+
+NAIVE_FAUST_APP = """
+import os, sys, time
+import faust
+from machpay.wire import WireCodec
+from machpay.wire.intents import unpack
+
+bootstrap, source, app_id, expected, partitions, prefix = sys.argv[1:7]
+expected = int(expected)
+app = faust.App(
+    app_id,
+    broker=f"kafka://{bootstrap}",
+    store="memory://",
+    web_enabled=False,
+    topic_partitions=int(partitions),
+    topic_replication_factor=1,
+    broker_session_timeout=6.0,
+    broker_heartbeat_interval=0.5,
+    producer_linger=0.005,
+    producer_max_batch_size=1 << 20,
+)
+topic = app.topic(source, key_serializer="raw", value_serializer="raw")
+nonces = app.Table("nonces", default=str)
+latest = app.Table("latest", default=int)
+codec = WireCodec(topic_prefix=prefix)
+seen = 0
+first = None
+
+
+@app.agent(topic)
+async def check(stream):
+    global seen, first
+    async for event in stream.events():
+        msg = event.message
+        value = codec.decode(event.value, topic=source, partition=msg.partition, offset=msg.offset)
+        for intent in unpack(value):
+            signed = intent.signed
+            key = f"{signed.agent.hex()}:{signed.nonce}"
+            ident = signed.id.hex()
+            if nonces[key] == ident:
+                continue
+            nonces[key] = ident
+            channel = signed.intent.channel.hex()
+            if signed.cumulative >= latest[channel] + signed.amount:
+                latest[channel] = signed.cumulative
+            seen += 1
+        if first is None:
+            first = time.perf_counter()
+        if seen >= expected:
+            print(f"NAIVE-RATE {(seen - 1) / (time.perf_counter() - first)}", flush=True)
+            os.kill(os.getpid(), 15)
+
+
+if __name__ == "__main__":
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    app.main()
+"""
 
 
 def traffic() -> list[AcceptedIntent]:
@@ -157,9 +224,53 @@ async def run_plain(settings: Settings, group: str, verify: bool) -> float:
         await task
 
 
+async def naive_faust(settings: Settings, intents: list[AcceptedIntent], tmp: Path) -> float:
+    """intents/s of the naive one-intent-per-record Faust agent (subprocess)."""
+    kafka = settings.kafka.model_copy(update={"topic_prefix": settings.kafka.topic_prefix + "n."})
+    partitions = settings.local_kafka.partitions
+    await acreate_topics(kafka, default_partitions=partitions, topics=[topics.INTENTS_ACCEPTED])
+    source = topic_name(topics.INTENTS_ACCEPTED, kafka)
+    codec = WireCodec(topic_prefix=kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(kafka, role="bench-naive"))
+    await producer.start()
+    try:
+        for intent in intents:
+            value = codec.encode(source, intent_batch([intent], producer="bench", now_ms=1))
+            await producer.send(source, value, key=intent.agent)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    script = tmp / "naive_faust.py"
+    script.write_text(NAIVE_FAUST_APP)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        kafka.bootstrap_servers,
+        source,
+        kafka.topic_prefix + "naive",
+        str(len(intents)),
+        str(partitions),
+        kafka.topic_prefix,
+        cwd=tmp,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), NAIVE_TIMEOUT_S)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    text = out.decode(errors="replace")
+    for line in text.splitlines():  # Faust logs what the agent prints
+        if "NAIVE-RATE " in line:
+            return float(line.split("NAIVE-RATE ", 1)[1].split()[0])
+    raise RuntimeError("naive Faust agent did not finish:\n" + text[-2000:])
+
+
 async def measure(settings: Settings) -> list[Figure]:
     print(f"  signing and producing {INTENTS:,} intents")
-    await produce(settings, traffic())
+    intents = traffic()
+    await produce(settings, intents)
     runs: dict[str, list[float]] = {}
     for i in range(RUNS):
         for verify in (True, False):
@@ -170,6 +281,8 @@ async def measure(settings: Settings) -> list[Figure]:
             runs.setdefault(f"plain-{tag}", []).append(
                 await run_plain(settings, f"p{i}{tag}", verify)
             )
+    with tempfile.TemporaryDirectory() as tmp:
+        naive = await naive_faust(settings, intents[:NAIVE_INTENTS], Path(tmp))
     figures = []
     for tag, note in (("verify", "signatures re-verified"), ("trust", "gateway-verified")):
         worker, plain = runs[f"worker-{tag}"], runs[f"plain-{tag}"]
@@ -184,6 +297,17 @@ async def measure(settings: Settings) -> list[Figure]:
                 runs=worker,
             )
         )
+    figures.append(
+        Figure(
+            name="worker intents/s vs naive Faust (gateway-verified)",
+            value=median(runs["worker-trust"]),
+            unit="intents/s",
+            baseline="naive one-intent-per-record Faust agent",
+            baseline_value=naive,
+            target=">= 5x naive Faust",
+            runs=runs["worker-trust"],
+        )
+    )
     return figures
 
 
