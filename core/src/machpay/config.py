@@ -432,6 +432,40 @@ class IngestSettings(Section):
     )
 
 
+class StreamsSettings(Section):
+    """The stream processors (`machpay streams worker`): dedupe, fraud checks, exposure, batches.
+
+    Every worker of one deployment must run with the same ``batch_max_intents``:
+    batches are cut where the log says, and a replay after a crash or a
+    rebalance must cut them at the same places.
+    """
+
+    group_id: str = Field(
+        "machpay-streams", min_length=1, description="Consumer group shared by all workers."
+    )
+    worker_id: str = Field(
+        "streams", min_length=1, description="Names this worker in proofs and dead letters."
+    )
+    batch_max_intents: int = Field(
+        10_000, ge=1, le=1_000_000, description="A vendor batch closes at this many intents."
+    )
+    batch_max_age_ms: int = Field(
+        2_000, ge=10, description="A vendor batch closes this long after its first intent."
+    )
+    fetch_max_records: int = Field(
+        500, ge=1, description="Records (each carrying many intents) fetched per chunk."
+    )
+    producer_linger_ms: int = Field(
+        5, ge=0, le=1_000, description="How long output records are grouped before a produce."
+    )
+    producer_max_batch_bytes: int = Field(
+        1 << 20, ge=16_384, description="Producer batch size per partition, bytes."
+    )
+    verify_signatures: bool = Field(
+        True, description="Check every intent's Ed25519 signature again (dead-letter forgeries)."
+    )
+
+
 class Settings(Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)  # type: ignore[arg-type]
@@ -439,6 +473,7 @@ class Settings(Section):
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)  # type: ignore[arg-type]
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)  # type: ignore[arg-type]
 
 
 def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:

@@ -1,0 +1,32 @@
+"""`machpay streams` is registered, and the [streams] settings validate at start."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from machpay.cli import cli
+from machpay.config import ConfigError, load_settings
+
+
+def test_streams_worker_command_is_registered() -> None:
+    result = CliRunner().invoke(cli, ["streams", "worker", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "intents.accepted" in result.output
+
+
+def test_streams_settings_come_from_the_environment() -> None:
+    settings = load_settings(
+        environ={
+            "MACHPAY_STREAMS__BATCH_MAX_INTENTS": "500",
+            "MACHPAY_STREAMS__VERIFY_SIGNATURES": "false",
+        }
+    )
+    assert settings.streams.batch_max_intents == 500
+    assert settings.streams.verify_signatures is False
+    assert settings.streams.group_id == "machpay-streams"
+
+
+def test_bad_streams_setting_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"streams\.batch_max_intents"):
+        load_settings(environ={"MACHPAY_STREAMS__BATCH_MAX_INTENTS": "0"})
