@@ -46,7 +46,7 @@ SETUP_TIMEOUT = 60
 
 
 def _free_port() -> int:
-    from machpay.gateway.testing import free_port
+    from machpay.testing import free_port
 
     return free_port()
 

@@ -50,7 +50,7 @@ KEY = "bench-gateway-key"
 
 
 def _free_port() -> int:
-    from machpay.ingest.testing import free_port
+    from machpay.testing import free_port
 
     return free_port()
 

@@ -22,6 +22,7 @@ from machpay.gateway import app as gateway_app
 from machpay.gateway import testing as gateway_testing
 from machpay.protocol import Keypair, Reason
 from machpay.sdk import Agent, PaymentRejected, PolicyViolation, SpendPolicy, receipt
+from machpay.testing import free_port, read_topic, serve_in_thread
 from machpay.x402 import PaymentRequired
 
 
@@ -35,9 +36,7 @@ class RealGateway:
 @pytest.fixture
 def real_gateway(tmp_path: Path) -> Iterator[RealGateway]:
     vendor = Keypair.generate()
-    with gateway_testing.serve_in_thread(
-        gateway_testing.echo_upstream, gateway_testing.free_port()
-    ) as upstream:
+    with serve_in_thread(gateway_testing.echo_upstream, free_port()) as upstream:
         settings = gateway_testing.gateway_settings(
             spool_dir=tmp_path / "spool",
             upstream=upstream,
@@ -45,7 +44,7 @@ def real_gateway(tmp_path: Path) -> Iterator[RealGateway]:
             unknown_agent_allowance=10**12,
         )
         gateway = gateway_app.Gateway(settings)
-        with gateway_testing.serve_in_thread(gateway, gateway_testing.free_port()) as url:
+        with serve_in_thread(gateway, free_port()) as url:
             yield RealGateway(gateway, url, vendor)
 
 
@@ -206,18 +205,14 @@ async def test_sdk_payments_land_on_intents_accepted(kafka_settings: Any, tmp_pa
     """The issue's end-to-end: real SDK → real gateway → real upstream, real local Kafka."""
     from machpay import topics
 
-    if not hasattr(gateway_testing, "read_topic"):
-        pytest.skip("this gateway version has no read_topic helper")
     vendor = Keypair.generate()
-    with gateway_testing.serve_in_thread(
-        gateway_testing.echo_upstream, gateway_testing.free_port()
-    ) as upstream:
+    with serve_in_thread(gateway_testing.echo_upstream, free_port()) as upstream:
         settings = gateway_testing.gateway_settings(
             spool_dir=tmp_path / "spool", upstream=upstream, vendor=vendor, base=kafka_settings
         )
         gateway = gateway_app.Gateway(settings)
         with (
-            gateway_testing.serve_in_thread(gateway, gateway_testing.free_port()) as url,
+            serve_in_thread(gateway, free_port()) as url,
             new_agent(tmp_path / "state") as agent,
         ):
             async with agent.async_client() as http:
@@ -226,7 +221,7 @@ async def test_sdk_payments_land_on_intents_accepted(kafka_settings: Any, tmp_pa
     receipts = [receipt(r) for r in responses]
     assert all(r is not None for r in receipts), [r.text for r in responses]
     ids = {r.intent_id for r in receipts if r is not None}
-    batches = await gateway_testing.read_topic(
+    batches = await read_topic(
         kafka_settings,
         topics.INTENTS_ACCEPTED,
         done=lambda values: ids <= set(gateway_testing.accepted_ids(values)),

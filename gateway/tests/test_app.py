@@ -21,12 +21,11 @@ from machpay.gateway.ledger import AgentStatus
 from machpay.gateway.testing import (
     PayingAgent,
     echo_upstream,
-    free_port,
     gateway_settings,
-    serve_in_thread,
 )
 from machpay.protocol import Keypair, SignedIntent, channel_address
 from machpay.protocol.signing import L
+from machpay.testing import free_port, serve_in_thread
 from machpay.x402 import (
     PaymentPayload,
     PaymentRequired,

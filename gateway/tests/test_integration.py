@@ -28,16 +28,14 @@ from machpay.gateway.testing import (
     PayingAgent,
     accepted_ids,
     echo_upstream,
-    free_port,
     gateway_settings,
-    read_topic,
-    serve_in_thread,
     to_toml,
     wait_until,
 )
 from machpay.kafka.clients import producer_kwargs, topic_name
 from machpay.protocol import Keypair, SignedIntent
 from machpay.protocol.signing import L
+from machpay.testing import free_port, read_topic, serve_in_thread
 from machpay.wire import WireCodec
 from machpay.x402 import PaymentPayload, PaymentRequired, PaymentSignature
 

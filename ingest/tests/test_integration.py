@@ -29,14 +29,12 @@ from machpay.ingest.testing import (
     AGENT_KEY,
     GATEWAY_KEY,
     World,
-    free_port,
     intent_json,
     log_json,
-    read_topic,
-    serve_in_thread,
 )
 from machpay.protocol import bytes_to_address
 from machpay.sdk.telemetry import CallRecord, Outcome, TelemetryPusher
+from machpay.testing import free_port, read_topic, serve_in_thread
 
 
 def auth(key: str) -> dict[str, str]:

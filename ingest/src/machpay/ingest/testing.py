@@ -1,19 +1,14 @@
 """Helpers for the receiver's tests and benchmark: signed intents, key files, servers.
 
-Not used by the running service. (The gateway has its own copies of
-``free_port``/``serve_in_thread``/``read_topic``; they belong in one shared
-testing module in core.)
+Not used by the running service. Ports, servers and topic reading come from
+``machpay.testing`` (shared by every component).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +25,7 @@ from machpay.protocol import (
     channel_address,
     sign_intent,
 )
-from machpay.topics import Topic
 from machpay.wire.intents import AcceptedIntent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_keys(path: Path, keys: list[dict[str, Any]]) -> Path:
@@ -123,71 +110,6 @@ def log_json(agent: bytes, **changes: Any) -> dict[str, Any]:
     }
     record.update(changes)
     return record
-
-
-@contextmanager
-def serve_in_thread(app: Any, port: int) -> Iterator[str]:
-    """Run ``app`` with uvicorn on 127.0.0.1:``port`` in a thread; yields its base URL."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"server on port {port} did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
-async def read_topic(
-    settings: Settings,
-    topic: Topic,
-    *,
-    done: Callable[[list[dict[str, Any]]], bool],
-    wait_seconds: float = 20.0,
-) -> list[dict[str, Any]]:
-    """Decoded values of ``topic`` from the beginning until ``done(values)`` or the time is up."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from machpay.kafka.admin import alist_topics
-    from machpay.kafka.clients import consumer_kwargs, topic_name
-    from machpay.wire import WireCodec
-
-    codec = WireCodec.from_settings(
-        settings.schema_registry, topic_prefix=settings.kafka.topic_prefix
-    )
-    name = topic_name(topic, settings.kafka)
-    consumer = AIOKafkaConsumer(**consumer_kwargs(settings.kafka, group_id=None, role="test"))
-    await consumer.start()
-    values: list[dict[str, Any]] = []
-    try:
-        count = (await alist_topics(settings.kafka)).get(name, 0)
-        parts = [TopicPartition(name, p) for p in range(count)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        deadline = time.monotonic() + wait_seconds
-        while not done(values) and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for tp, messages in batches.items():
-                for msg in messages:
-                    if msg.value is not None:
-                        values.append(
-                            codec.decode(
-                                msg.value, topic=topic, partition=tp.partition, offset=msg.offset
-                            )
-                        )
-    finally:
-        await consumer.stop()
-    return values
 
 
 GATEWAY_KEY = "gw-acme-secret"
