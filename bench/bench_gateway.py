@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Figure, median, record
+from bench.harness import Figure, local_kafka, median, record
 
 CONCURRENCY = 16
 COUNT = 3_000  # requests per throughput run
@@ -79,47 +79,6 @@ def _process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-@contextlib.contextmanager
-def _kafka(work: Path) -> Iterator[Any]:
-    """Settings with a reachable broker and the topics created (None if no Java)."""
-    from machpay.config import LocalKafkaSettings, load_settings
-    from machpay.kafka.admin import create_topics
-    from machpay.kafka.broker import LocalBroker, ToolMissingError
-
-    external = os.environ.get("MACHPAY_BENCH_BOOTSTRAP")
-    broker = None
-    if external:
-        bootstrap = external
-    else:
-        base = load_settings(environ={}).local_kafka
-        port, controller = _free_port(), _free_port()
-        local = LocalKafkaSettings.model_validate(
-            {**base.model_dump(), "host": "127.0.0.1", "port": port, "controller_port": controller}
-        )
-        broker = LocalBroker(local, data_dir=work / "kafka")
-        try:
-            broker.fetch()
-            broker.format()
-            broker.start(die_with_parent=True)
-        except ToolMissingError as exc:
-            print(f"  no local Kafka ({exc}); the paid gateways will spool only")
-            yield None
-            return
-        bootstrap = broker.bootstrap
-    settings = load_settings(
-        environ={},
-        overrides={
-            "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": f"bench{os.getpid()}."}
-        },
-    )
-    create_topics(settings, strict=False)
-    try:
-        yield settings
-    finally:
-        if broker is not None:
-            broker.stop()
 
 
 def _gateway_config(
@@ -260,7 +219,7 @@ def main() -> None:
         work = Path(tmp)
         env = {**os.environ, "MACHPAY_GATEWAY__CHALLENGE_SECRET": os.urandom(32).hex()}
         env.pop("MACHPAY_CONFIG", None)
-        with _kafka(work) as kafka, contextlib.ExitStack() as stack:
+        with local_kafka(work, "gateway") as kafka, contextlib.ExitStack() as stack:
             up_port = _free_port()
             upstream = f"http://127.0.0.1:{up_port}"
             stack.enter_context(

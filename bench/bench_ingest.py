@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Figure, median, record
+from bench.harness import Figure, local_kafka, median, record
 
 COUNT = 30_000  # intents per run
 BATCH = 500  # intents per request
@@ -53,42 +53,6 @@ def _free_port() -> int:
     from machpay.testing import free_port
 
     return free_port()
-
-
-@contextlib.contextmanager
-def _kafka(work: Path) -> Iterator[Any]:
-    """Settings with a reachable broker and the topics created."""
-    from machpay.config import LocalKafkaSettings, load_settings
-    from machpay.kafka.admin import create_topics
-    from machpay.kafka.broker import LocalBroker
-
-    external = os.environ.get("MACHPAY_BENCH_BOOTSTRAP")
-    broker = None
-    if external:
-        bootstrap = external
-    else:
-        base = load_settings(environ={}).local_kafka
-        port, controller = _free_port(), _free_port()
-        local = LocalKafkaSettings.model_validate(
-            {**base.model_dump(), "host": "127.0.0.1", "port": port, "controller_port": controller}
-        )
-        broker = LocalBroker(local, data_dir=work / "kafka")
-        broker.fetch()
-        broker.format()
-        broker.start(die_with_parent=True)
-        bootstrap = broker.bootstrap
-    settings = load_settings(
-        environ={},
-        overrides={
-            "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": f"benchingest{os.getpid()}."}
-        },
-    )
-    create_topics(settings, strict=False)
-    try:
-        yield settings
-    finally:
-        if broker is not None:
-            broker.stop()
 
 
 @contextlib.contextmanager
@@ -342,7 +306,10 @@ def main() -> None:
     cpu_us: dict[str, list[float]] = {"ingest-1": [], "ingest-2": []}
     with tempfile.TemporaryDirectory(prefix="machpay-bench-ingest-") as tmp:
         work = Path(tmp)
-        with _kafka(work) as kafka, contextlib.ExitStack() as stack:
+        with local_kafka(work, "ingest") as kafka, contextlib.ExitStack() as stack:
+            if kafka is None:
+                print("  no Kafka broker (Java or Maven missing): skipped")
+                return
             bare = ["--bare", f"{kafka.kafka.bootstrap_servers}|{kafka.kafka.topic_prefix}"]
             servers = {
                 name: stack.enter_context(_ingest(work, kafka, vendor, workers))

@@ -34,8 +34,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.bench_gateway import _kafka
-from bench.harness import Figure, median, record
+from bench.harness import Figure, local_kafka, median, record
 from machpay import topics
 from machpay.config import Settings, StreamsSettings
 from machpay.kafka.admin import acreate_topics
@@ -312,7 +311,7 @@ async def measure(settings: Settings) -> list[Figure]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, _kafka(Path(tmp)) as settings:
+    with tempfile.TemporaryDirectory() as tmp, local_kafka(Path(tmp), "streams") as settings:
         if settings is None:
             print("  no Kafka broker: skipped")
             return

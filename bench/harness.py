@@ -8,14 +8,16 @@ README table between the BENCH markers is regenerated from all result files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 README = Path(__file__).parent.parent / "README.md"
@@ -126,3 +128,49 @@ def update_readme() -> None:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     README.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}")
+
+
+@contextlib.contextmanager
+def local_kafka(work: Path, name: str) -> Iterator[Any]:
+    """Settings for a broker with the topics created under a per-bench prefix.
+
+    A fresh broker on free ports in ``work`` (or ``MACHPAY_BENCH_BOOTSTRAP``);
+    None when Java or Maven is missing, so a bench can say what it skipped.
+    """
+    from machpay.config import LocalKafkaSettings, load_settings
+    from machpay.kafka.admin import create_topics
+    from machpay.kafka.broker import LocalBroker, ToolMissingError
+    from machpay.testing import free_port
+
+    external = os.environ.get("MACHPAY_BENCH_BOOTSTRAP")
+    broker = None
+    if external:
+        bootstrap = external
+    else:
+        base = load_settings(environ={}).local_kafka
+        port, controller = free_port(), free_port()
+        local = LocalKafkaSettings.model_validate(
+            {**base.model_dump(), "host": "127.0.0.1", "port": port, "controller_port": controller}
+        )
+        broker = LocalBroker(local, data_dir=work / "kafka")
+        try:
+            broker.fetch()
+            broker.format()
+            broker.start(die_with_parent=True)
+        except ToolMissingError as exc:
+            print(f"  no local Kafka ({exc}); the paid gateways will spool only")
+            yield None
+            return
+        bootstrap = broker.bootstrap
+    settings = load_settings(
+        environ={},
+        overrides={
+            "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": f"bench{name}{os.getpid()}."}
+        },
+    )
+    create_topics(settings, strict=False)
+    try:
+        yield settings
+    finally:
+        if broker is not None:
+            broker.stop()
