@@ -46,6 +46,9 @@ _LAYOUT = struct.Struct("<8sB8s32sQQQq16s")
 assert _LAYOUT.size == MESSAGE_LEN
 # Frozen dataclasses are filled through object.__setattr__ (as their own __init__ does).
 _set = object.__setattr__
+_new = object.__new__
+_unpack_from = _LAYOUT.unpack_from
+_sha256 = hashlib.sha256
 
 _REQUEST_TAG = b"machpay:request:v1"
 _CONTEXT_TAG = b"machpay:context:v1"
@@ -124,30 +127,54 @@ class Intent:
                 "message",
                 f"intent message is {len(message)} bytes, expected {MESSAGE_LEN}",
             )
-        magic, version, domain, channel, nonce, cumulative, amount, expires_at, context = (
-            _LAYOUT.unpack_from(message)
+        return _decode(cls, message)
+
+
+def _decode(cls: type[Intent], message: bytes) -> Intent:
+    """Intent.decode after the length check: one unpack, slots filled directly."""
+    magic, version, domain, channel, nonce, cumulative, amount, expires_at, context = _unpack_from(
+        message
+    )
+    if magic != MAGIC:
+        raise ProtocolError(Reason.BAD_MAGIC, "magic", f"magic is {magic.hex()}")
+    if version != VERSION:
+        raise ProtocolError(
+            Reason.UNSUPPORTED_VERSION,
+            "version",
+            f"version {version} is not supported (this code speaks {VERSION})",
         )
-        if magic != MAGIC:
-            raise ProtocolError(Reason.BAD_MAGIC, "magic", f"magic is {magic.hex()}")
-        if version != VERSION:
-            raise ProtocolError(
-                Reason.UNSUPPORTED_VERSION,
-                "version",
-                f"version {version} is not supported (this code speaks {VERSION})",
-            )
-        # struct already guarantees every type, length and integer range; only
-        # the amount rule is left. Skipping __post_init__ halves decode time,
-        # which the streams pay on every record.
+    # struct already guarantees every type, length and integer range; only
+    # the amount rule is left. Skipping __post_init__ halves decode time,
+    # which the streams pay on every record.
+    if not 1 <= amount <= cumulative:
         _check_amount(amount, cumulative)
+    if cls is not Intent:
         intent = object.__new__(cls)
-        _set(intent, "domain", domain)
-        _set(intent, "channel", channel)
-        _set(intent, "nonce", nonce)
-        _set(intent, "cumulative", cumulative)
-        _set(intent, "amount", amount)
-        _set(intent, "expires_at", expires_at)
-        _set(intent, "context", context)
+        values = (domain, channel, nonce, cumulative, amount, expires_at, context)
+        for name, value in zip(_INTENT_FIELDS, values, strict=True):
+            _set(intent, name, value)
         return intent
+    # The slot descriptors' own setters: the frozen __setattr__ is bypassed
+    # exactly as object.__setattr__ does, without the by-name lookup.
+    intent = _new(Intent)
+    _i_domain(intent, domain)
+    _i_channel(intent, channel)
+    _i_nonce(intent, nonce)
+    _i_cumulative(intent, cumulative)
+    _i_amount(intent, amount)
+    _i_expires_at(intent, expires_at)
+    _i_context(intent, context)
+    return intent
+
+
+_INTENT_FIELDS = ("domain", "channel", "nonce", "cumulative", "amount", "expires_at", "context")
+_i_domain = Intent.__dict__["domain"].__set__
+_i_channel = Intent.__dict__["channel"].__set__
+_i_nonce = Intent.__dict__["nonce"].__set__
+_i_cumulative = Intent.__dict__["cumulative"].__set__
+_i_amount = Intent.__dict__["amount"].__set__
+_i_expires_at = Intent.__dict__["expires_at"].__set__
+_i_context = Intent.__dict__["context"].__set__
 
 
 def encode_intent(intent: Intent) -> bytes:
@@ -163,7 +190,11 @@ def intent_id(message: bytes) -> bytes:
     return hashlib.sha256(message).digest()
 
 
-@dataclass(frozen=True, slots=True)
+# init=False: the __init__ below takes the same (message, signature, agent) as
+# the generated one would, and fills the slots directly instead of through
+# the frozen __setattr__ and a separate __post_init__ hop. Profiles put
+# SignedIntent construction at ~45% of the streams' per-intent CPU.
+@dataclass(frozen=True, slots=True, init=False)
 class SignedIntent:
     """A message, the agent's signature over it, and the agent's public key.
 
@@ -178,21 +209,30 @@ class SignedIntent:
     intent: Intent = field(init=False, repr=False, compare=False)
     id: bytes = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if len(self.signature) != SIGNATURE_LEN:
+    def __init__(self, message: bytes, signature: bytes, agent: bytes) -> None:
+        _s_message(self, message)
+        _s_signature(self, signature)
+        _s_agent(self, agent)
+        if len(signature) != SIGNATURE_LEN:
             raise ProtocolError(
                 Reason.BAD_LENGTH,
                 "signature",
-                f"signature is {len(self.signature)} bytes, expected {SIGNATURE_LEN}",
+                f"signature is {len(signature)} bytes, expected {SIGNATURE_LEN}",
             )
-        if len(self.agent) != KEY_LEN:
+        if len(agent) != KEY_LEN:
             raise ProtocolError(
                 Reason.BAD_LENGTH,
                 "agent",
-                f"agent key is {len(self.agent)} bytes, expected {KEY_LEN}",
+                f"agent key is {len(agent)} bytes, expected {KEY_LEN}",
             )
-        object.__setattr__(self, "intent", Intent.decode(self.message))
-        object.__setattr__(self, "id", hashlib.sha256(self.message).digest())
+        if len(message) != MESSAGE_LEN:
+            raise ProtocolError(
+                Reason.BAD_LENGTH,
+                "message",
+                f"intent message is {len(message)} bytes, expected {MESSAGE_LEN}",
+            )
+        _s_intent(self, _decode(Intent, message))
+        _s_id(self, _sha256(message).digest())
 
     # The fields the streams touch on every record, without the extra hop.
     @property
@@ -237,6 +277,13 @@ class SignedIntent:
             data[MESSAGE_LEN : MESSAGE_LEN + SIGNATURE_LEN],
             data[MESSAGE_LEN + SIGNATURE_LEN :],
         )
+
+
+_s_message = SignedIntent.__dict__["message"].__set__
+_s_signature = SignedIntent.__dict__["signature"].__set__
+_s_agent = SignedIntent.__dict__["agent"].__set__
+_s_intent = SignedIntent.__dict__["intent"].__set__
+_s_id = SignedIntent.__dict__["id"].__set__
 
 
 def sign_intent(intent: Intent, keypair: Keypair) -> SignedIntent:

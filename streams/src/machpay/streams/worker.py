@@ -342,6 +342,7 @@ class StreamsWorker:
                     self._emit(result, tp, rec.offset, outbox, now)
             return set()
         intents: list[AcceptedIntent] = []
+        partition_of = self._partition_of
         for item in value["intents"]:
             try:
                 accepted = AcceptedIntent.from_record(item)
@@ -362,7 +363,10 @@ class StreamsWorker:
                     )
                     self.counters.rejected += 1
                 continue
-            if self._owner_partition(accepted.agent) != tp.partition:
+            owner = partition_of.get(accepted.signed.agent)
+            if owner is None:
+                owner = self._owner_partition(accepted.signed.agent)
+            if owner != tp.partition:
                 if live:
                     self._send(
                         outbox,
@@ -371,8 +375,7 @@ class StreamsWorker:
                         records.rejected_raw(
                             item,
                             reason="wrong_partition",
-                            detail="agent belongs to partition "
-                            f"{self._owner_partition(accepted.agent)}",
+                            detail=f"agent belongs to partition {owner}",
                             field="agent",
                             now_ms=now,
                             **where,
