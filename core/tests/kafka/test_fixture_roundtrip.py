@@ -143,7 +143,6 @@ if __name__ == "__main__":
 async def test_faust_agent_and_table_run_on_this_broker(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    pytest.importorskip("faust")
     kafka = kafka_settings.kafka
     source = topic_name(INTENTS_ACCEPTED, kafka)
     app_id = kafka.topic_prefix + "faust-probe"

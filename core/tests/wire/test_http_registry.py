@@ -147,14 +147,16 @@ def standin() -> Iterator[tuple[str, StandInRegistry]]:
         thread.join()
 
 
-@pytest.fixture(params=["stand-in", "real"])
+# The "real" variant exists only when a registry is named: no registry can
+# run on this machine, and a test that always skips would read as coverage.
+REGISTRIES = ["stand-in"] + (["real"] if os.environ.get(REAL_REGISTRY_ENV) else [])
+
+
+@pytest.fixture(params=REGISTRIES)
 def registry_url(request: pytest.FixtureRequest, standin: tuple[str, StandInRegistry]) -> str:
     if request.param == "stand-in":
         return standin[0]
-    url = os.environ.get(REAL_REGISTRY_ENV)
-    if not url:
-        pytest.skip(f"set {REAL_REGISTRY_ENV} to run against a real Confluent-compatible registry")
-    return url
+    return os.environ[REAL_REGISTRY_ENV]
 
 
 def batch() -> dict[str, Any]:
