@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Figure, local_kafka, median, record
+from bench.harness import Figure, cpu_seconds, local_kafka, median, record, run_loadgen
 
 CONCURRENCY = 16
 COUNT = 3_000  # requests per throughput run
@@ -180,32 +180,10 @@ async def _load(url: str, paid: bool, count: int, concurrency: int) -> dict[str,
     }
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _loadgen(url: str, paid: bool, count: int, concurrency: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.bench_gateway",
-            "--loadgen",
-            url,
-            "--paid" if paid else "--free",
-            "--count",
-            str(count),
-            "--concurrency",
-            str(concurrency),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-        cwd=Path(__file__).parent.parent,
-    )
-    result: dict[str, Any] = json.loads(out.stdout)
+    mode = "--paid" if paid else "--free"
+    args = ["--loadgen", url, mode, "--count", str(count), "--concurrency", str(concurrency)]
+    result = run_loadgen("bench.bench_gateway", args, timeout=180)
     if set(result["statuses"]) != {"200"}:
         raise RuntimeError(f"{url}: not every request succeeded: {result['statuses']}")
     return result
@@ -286,9 +264,9 @@ def main() -> None:
             latency: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
             for run in range(RUNS):
                 for name, url in urls.items():
-                    before = _cpu_seconds(pids[name])
+                    before = cpu_seconds([pids[name]])
                     result = _loadgen(url, name != "off", COUNT, CONCURRENCY)
-                    cpu_us[name].append(1e6 * (_cpu_seconds(pids[name]) - before) / COUNT)
+                    cpu_us[name].append(1e6 * (cpu_seconds([pids[name]]) - before) / COUNT)
                     throughput[name].append(result["rps"])
                     latency[name].append(_loadgen(url, name != "off", LATENCY_COUNT, 1))
                     print(

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Figure, local_kafka, median, record
+from bench.harness import Figure, cpu_seconds, local_kafka, median, record, run_loadgen
 
 COUNT = 30_000  # intents per run
 BATCH = 500  # intents per request
@@ -122,15 +122,6 @@ def _children(pid: int) -> list[int]:
         return [int(p) for p in path.read_text().split()]
     except OSError:
         return []
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 # --- the load generator (its own process) --------------------------------------------------
@@ -265,25 +256,8 @@ def _loadgen_main(args: argparse.Namespace) -> None:
 
 
 def _loadgen(target: list[str], vendor: str, count: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.bench_ingest",
-            *target,
-            "--vendor",
-            vendor,
-            "--count",
-            str(count),
-            "--concurrency",
-            str(CONCURRENCY),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=400,
-        cwd=Path(__file__).parent.parent,
-    )
-    result: dict[str, Any] = json.loads(out.stdout)
+    args = [*target, "--vendor", vendor, "--count", str(count), "--concurrency", str(CONCURRENCY)]
+    result = run_loadgen("bench.bench_ingest", args, timeout=400)
     if result["accepted"] != count:
         raise RuntimeError(f"{target}: {result['accepted']} of {count} accepted: {result}")
     return result
@@ -330,9 +304,9 @@ def main() -> None:
                     f"ingest-1 avro {rates['ingest-1-avro'][-1]:,.0f}/s",
                 ]
                 for name, (url, pids) in servers.items():
-                    before = _cpu_seconds(pids)
+                    before = cpu_seconds(pids)
                     rates[name].append(_loadgen(["--loadgen", url], vendor, COUNT)["rate"])
-                    cpu_us[name].append(1e6 * (_cpu_seconds(pids) - before) / COUNT)
+                    cpu_us[name].append(1e6 * (cpu_seconds(pids) - before) / COUNT)
                     line.append(
                         f"{name} {rates[name][-1]:,.0f}/s ({cpu_us[name][-1]:.0f} us CPU each)"
                     )

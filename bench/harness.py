@@ -174,3 +174,31 @@ def local_kafka(work: Path, name: str) -> Iterator[Any]:
     finally:
         if broker is not None:
             broker.stop()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes used so far (Linux /proc); gone ones count 0."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def run_loadgen(module: str, args: list[str], *, timeout: float) -> dict[str, Any]:
+    """Run ``python -m module ARGS`` (a bench's own load generator) in its own
+    process, so it never shares the measured process's interpreter, and return
+    the JSON it prints."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        check=True,
+        capture_output=True,
+        timeout=timeout,
+        cwd=Path(__file__).parent.parent,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
