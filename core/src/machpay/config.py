@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -552,3 +553,33 @@ def _describe(
         message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"setting {setting} ({source}): {message}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def to_toml(sections: dict[str, dict[str, Any]]) -> str:
+    """Settings sections as TOML (scalars, lists of scalars, arrays of tables):
+    what tools write for the services they start (the demo, tests)."""
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return repr(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        return orjson.dumps(str(value)).decode()
+
+    lines: list[str] = []
+    for section, values in sections.items():
+        tables = {
+            k: v for k, v in values.items() if isinstance(v, list) and v and isinstance(v[0], dict)
+        }
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if key not in tables and value is not None:
+                lines.append(f"{key} = {scalar(value)}")
+        for key, rows in tables.items():
+            for row in rows:
+                lines.append(f"[[{section}.{key}]]")
+                lines.extend(f"{k} = {scalar(v)}" for k, v in row.items() if v is not None)
+        lines.append("")
+    return "\n".join(lines)
