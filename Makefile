@@ -20,7 +20,7 @@ setup:  ## Create the venv under $(MACHPAY_CACHE) and install every component (e
 	@bash scripts/setup-venv.sh
 
 demo: setup  ## Start a local Kafka, push signed intents through it and show what happened.
-	@$(VENV)/bin/machpay demo
+	@$(VENV)/bin/machpay kafka smoke
 
 test: setup lint test-python  ## Install what is needed and run every test (Python and Rust).
 
