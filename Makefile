@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export MACHPAY_CACHE
 export MACHPAY_VENV := $(VENV)
 
-COMPONENTS := core sdk gateway ingest streams settle api
+COMPONENTS := core sdk gateway ingest streams settle api demo
 PY_PATHS := $(foreach c,$(COMPONENTS),$(c)/src $(c)/tests) tests bench conftest.py
 
 .PHONY: help setup demo test test-python lint fmt bench kafka-up kafka-down clean-cache
