@@ -21,7 +21,11 @@ fn key(b: u8) -> Pubkey {
 
 #[test]
 fn program_ids_are_32_bytes_and_the_bond_authority_is_machpays_pda() {
-    for id in ["MachPay111111111111111111111111111111111111", "GBond11111111111111111111111111111111111111", "SvcReg1111111111111111111111111111111111111"] {
+    for id in [
+        "MachPay111111111111111111111111111111111111",
+        "GBond11111111111111111111111111111111111111",
+        "SvcReg1111111111111111111111111111111111111",
+    ] {
         let key: Pubkey = id.parse().unwrap_or_else(|e| panic!("{id}: {e:?}"));
         assert_eq!(key.to_string(), id);
     }
@@ -33,7 +37,8 @@ fn program_ids_are_32_bytes_and_the_bond_authority_is_machpays_pda() {
 
 #[test]
 fn channel_layout() {
-    let c = Channel { agent: key(1), vendor: key(2), asset: key(0), settled: 0x1122334455667788, last_nonce: 7, bump: 254 };
+    let c =
+        Channel { agent: key(1), vendor: key(2), asset: key(0), settled: 0x1122334455667788, last_nonce: 7, bump: 254 };
     let d = serialized(&c);
     assert_eq!(d.len(), 121);
     assert_eq!(d.len(), 8 + Channel::INIT_SPACE);
@@ -50,7 +55,14 @@ fn channel_layout() {
 
 #[test]
 fn config_layout() {
-    let c = Config { admin: key(1), treasury: key(2), domain: *b"mp-test1", prover_reward_bps: 0x0102, bump: 9, bond_authority_bump: 8 };
+    let c = Config {
+        admin: key(1),
+        treasury: key(2),
+        domain: *b"mp-test1",
+        prover_reward_bps: 0x0102,
+        bump: 9,
+        bond_authority_bump: 8,
+    };
     let d = serialized(&c);
     assert_eq!((d.len(), 8 + Config::INIT_SPACE), (84, 84));
     assert_eq!(hex(&d[..8]), "9b0caae01efacc82");
@@ -63,7 +75,16 @@ fn config_layout() {
 
 #[test]
 fn fraud_record_layout() {
-    let r = FraudRecord { proof_id: [5; 32], kind: 2, agent: key(1), prover: key(3), slashed: 10, prover_reward: 1, slot: 99, bump: 7 };
+    let r = FraudRecord {
+        proof_id: [5; 32],
+        kind: 2,
+        agent: key(1),
+        prover: key(3),
+        slashed: 10,
+        prover_reward: 1,
+        slot: 99,
+        bump: 7,
+    };
     let d = serialized(&r);
     assert_eq!((d.len(), 8 + FraudRecord::INIT_SPACE), (130, 130));
     assert_eq!(hex(&d[..8]), "af59dfcc3e27aad0");
@@ -107,7 +128,7 @@ fn instruction_and_event_discriminators_match_the_contract() {
 #[test]
 fn error_codes_are_stable() {
     use machpay::error::MachPayError as E;
-    let code = |e: E| u32::from(e) ;
+    let code = |e: E| u32::from(e);
     assert_eq!(code(E::Unauthorized), 6000);
     assert_eq!(code(E::MissingPrecompile), 6002);
     assert_eq!(code(E::PrecompileOffset), 6007);

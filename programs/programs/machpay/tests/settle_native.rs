@@ -39,7 +39,10 @@ fn pays_what_each_voucher_still_owes_and_opens_missing_channels() {
     let settler_before = w.lamports(&w.settler);
 
     let logs = w
-        .settle(&[voucher(&w, &fresh, 5, 1_000), voucher(&w, &known, 9, 800)], &[(fresh.channel, fresh.bond), (known.channel, known.bond)])
+        .settle(
+            &[voucher(&w, &fresh, 5, 1_000), voucher(&w, &known, 9, 800)],
+            &[(fresh.channel, fresh.bond), (known.channel, known.bond)],
+        )
         .unwrap();
 
     assert_eq!(w.lamports(&w.vendor), 1_000 + 500);
@@ -82,7 +85,8 @@ fn a_replayed_or_older_voucher_is_a_no_op() {
     assert_eq!(w.channel(&a.channel).unwrap().settled, 1_000);
     assert_eq!(w.bond(&a.key).balance, 9_000);
     // the same channel twice in one transaction pays once
-    w.settle(&[voucher(&w, &a, 6, 1_200), voucher(&w, &a, 6, 1_200)], &[(a.channel, a.bond), (a.channel, a.bond)]).unwrap();
+    w.settle(&[voucher(&w, &a, 6, 1_200), voucher(&w, &a, 6, 1_200)], &[(a.channel, a.bond), (a.channel, a.bond)])
+        .unwrap();
     assert_eq!(w.lamports(&w.vendor), 1_200);
     assert_eq!(w.channel(&a.channel).unwrap().settled, 1_200);
 }
@@ -122,7 +126,11 @@ fn expired_vouchers_still_settle() {
 
 fn settle_with_precompile(w: &mut World, program: Pubkey, data: Vec<u8>, pairs: &[(Pubkey, Pubkey)]) -> u32 {
     let precompile = Instruction { program_id: program, accounts: vec![], data };
-    let settle = Instruction { program_id: machpay::ID, accounts: w.settle_metas(pairs), data: World::settle_data([0; 32], 1, 1) };
+    let settle = Instruction {
+        program_id: machpay::ID,
+        accounts: w.settle_metas(pairs),
+        data: World::settle_data([0; 32], 1, 1),
+    };
     code(w.execute(&[precompile, settle], 1).unwrap_err())
 }
 
@@ -131,11 +139,19 @@ fn the_precompile_must_immediately_precede_settle() {
     let mut w = World::new();
     let a = agent(&mut w, 10_000);
     let pairs = [(a.channel, a.bond)];
-    let settle = Instruction { program_id: machpay::ID, accounts: w.settle_metas(&pairs), data: World::settle_data([0; 32], 1, 1) };
+    let settle = Instruction {
+        program_id: machpay::ID,
+        accounts: w.settle_metas(&pairs),
+        data: World::settle_data([0; 32], 1, 1),
+    };
     // settle alone
     assert_eq!(code(w.execute(std::slice::from_ref(&settle), 0).unwrap_err()), err(E::MissingPrecompile));
     // precompile first, but another instruction in between
-    let precompile = Instruction { program_id: Pubkey::new_from_array(ED25519_PROGRAM_ID), accounts: vec![], data: precompile_data(&[voucher(&w, &a, 1, 10)]) };
+    let precompile = Instruction {
+        program_id: Pubkey::new_from_array(ED25519_PROGRAM_ID),
+        accounts: vec![],
+        data: precompile_data(&[voucher(&w, &a, 1, 10)]),
+    };
     let memo = Instruction { program_id: Pubkey::new_unique(), accounts: vec![], data: vec![1] };
     assert_eq!(code(w.execute(&[precompile, memo, settle], 2).unwrap_err()), err(E::PrecompileWrongProgram));
     assert_eq!(w.lamports(&w.vendor), 0);
@@ -148,13 +164,22 @@ fn a_lookalike_precompile_is_refused() {
     let pairs = [(a.channel, a.bond)];
     let data = precompile_data(&[voucher(&w, &a, 1, 10)]);
     // right bytes, another program
-    assert_eq!(settle_with_precompile(&mut w, Pubkey::new_unique(), data.clone(), &pairs), err(E::PrecompileWrongProgram));
+    assert_eq!(
+        settle_with_precompile(&mut w, Pubkey::new_unique(), data.clone(), &pairs),
+        err(E::PrecompileWrongProgram)
+    );
     // two signatures for one channel, and one for two
     let two = precompile_data(&[voucher(&w, &a, 1, 10), voucher(&w, &a, 2, 20)]);
-    assert_eq!(settle_with_precompile(&mut w, Pubkey::new_from_array(ED25519_PROGRAM_ID), two, &pairs), err(E::PrecompileSignatureCount));
+    assert_eq!(
+        settle_with_precompile(&mut w, Pubkey::new_from_array(ED25519_PROGRAM_ID), two, &pairs),
+        err(E::PrecompileSignatureCount)
+    );
     let b = agent(&mut w, 10);
     let pairs2 = [(a.channel, a.bond), (b.channel, b.bond)];
-    assert_eq!(settle_with_precompile(&mut w, Pubkey::new_from_array(ED25519_PROGRAM_ID), data, &pairs2), err(E::PrecompileSignatureCount));
+    assert_eq!(
+        settle_with_precompile(&mut w, Pubkey::new_from_array(ED25519_PROGRAM_ID), data, &pairs2),
+        err(E::PrecompileSignatureCount)
+    );
 }
 
 /// The published bypass: the precompile verifies bytes elsewhere (another
@@ -170,7 +195,11 @@ fn offsets_pointing_anywhere_but_the_canonical_spot_are_refused() {
     for (field, value) in [(0usize, 0u16), (1, 1), (1, 0), (2, 17), (3, 1), (4, 2), (5, 96), (6, 0)] {
         let mut data = good.clone();
         data[2 + 2 * field..4 + 2 * field].copy_from_slice(&value.to_le_bytes());
-        assert_eq!(settle_with_precompile(&mut w, ed, data, &pairs), err(E::PrecompileOffset), "field {field} = {value}");
+        assert_eq!(
+            settle_with_precompile(&mut w, ed, data, &pairs),
+            err(E::PrecompileOffset),
+            "field {field} = {value}"
+        );
     }
     let mut padded = good.clone();
     padded[1] = 1;
@@ -211,7 +240,10 @@ fn vouchers_must_match_the_accounts_they_settle() {
     let elsewhere = Pubkey::new_unique();
     let m = message(&a.key, &elsewhere, 1, 10, 10);
     let their_channel = channel_address(&a.key, &elsewhere);
-    assert_eq!(code(w.settle(&[Voucher { agent: a.key, message: m }], &[(their_channel, a.bond)]).unwrap_err()), err(E::WrongChannel));
+    assert_eq!(
+        code(w.settle(&[Voucher { agent: a.key, message: m }], &[(their_channel, a.bond)]).unwrap_err()),
+        err(E::WrongChannel)
+    );
 
     // a "bond" that GlobalBond does not own
     let fake = Pubkey::new_unique();
@@ -228,7 +260,11 @@ fn malformed_account_lists_are_refused() {
     let mut w = World::new();
     let a = agent(&mut w, 10_000);
     let v = voucher(&w, &a, 1, 10);
-    let precompile = Instruction { program_id: Pubkey::new_from_array(ED25519_PROGRAM_ID), accounts: vec![], data: precompile_data(&[v]) };
+    let precompile = Instruction {
+        program_id: Pubkey::new_from_array(ED25519_PROGRAM_ID),
+        accounts: vec![],
+        data: precompile_data(&[v]),
+    };
 
     let mut odd = w.settle_metas(&[(a.channel, a.bond)]);
     odd.pop();

@@ -129,7 +129,11 @@ fn v0_size(k: usize, compute_budget: bool) -> usize {
 
 fn legacy_size(k: usize) -> usize {
     let (settler, s) = build_settle(k);
-    let message = solana_message::Message::new_with_blockhash(&[s.ed25519, s.settle], Some(&settler.pubkey()), &Hash::new_from_array([9; 32]));
+    let message = solana_message::Message::new_with_blockhash(
+        &[s.ed25519, s.settle],
+        Some(&settler.pubkey()),
+        &Hash::new_from_array([9; 32]),
+    );
     signed_size(&settler, VersionedMessage::Legacy(message))
 }
 

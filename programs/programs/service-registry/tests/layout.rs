@@ -16,7 +16,14 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn vendor_layout() {
-    let v = Vendor { authority: Pubkey::new_from_array([1; 32]), active: true, service_count: 3, name: "acme".into(), metadata_uri: "m".into(), bump: 200 };
+    let v = Vendor {
+        authority: Pubkey::new_from_array([1; 32]),
+        active: true,
+        service_count: 3,
+        name: "acme".into(),
+        metadata_uri: "m".into(),
+        bump: 200,
+    };
     let d = serialized(&v);
     assert_eq!(hex(Vendor::DISCRIMINATOR), "57f879ef1870c5c8");
     assert_eq!(8 + Vendor::INIT_SPACE, 286);

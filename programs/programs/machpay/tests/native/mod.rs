@@ -19,8 +19,8 @@ use std::sync::Once;
 
 use anchor_lang::compat::solana_instructions_sysvar::{self, construct_instructions_data};
 use anchor_lang::prelude::*;
-use anchor_lang::solana_program::instruction::{BorrowedAccountMeta, BorrowedInstruction, Instruction};
 use anchor_lang::solana_program::entrypoint::ProgramResult;
+use anchor_lang::solana_program::instruction::{BorrowedAccountMeta, BorrowedInstruction, Instruction};
 use anchor_lang::{AccountSerialize, InstructionData, ToAccountMetas};
 use global_bond::state::Bond;
 use machpay::state::{Channel, Config};
@@ -32,6 +32,7 @@ use solana_sysvar::program_stubs::{set_syscall_stubs, SyscallStubs};
 pub const DOMAIN: [u8; 8] = *b"mp-test1";
 
 thread_local! {
+    static NOW: RefCell<i64> = const { RefCell::new(1_700_000_000) };
     static LOGS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static CALLERS: RefCell<Vec<Pubkey>> = const { RefCell::new(Vec::new()) };
 }
@@ -48,6 +49,13 @@ impl SyscallStubs for Stubs {
     fn sol_get_rent_sysvar(&self, var_addr: *mut u8) -> u64 {
         // SAFETY: the caller passes a pointer to a `Rent`.
         unsafe { *(var_addr as *mut Rent) = Rent::default() };
+        0
+    }
+
+    fn sol_get_clock_sysvar(&self, var_addr: *mut u8) -> u64 {
+        let clock = Clock { slot: 42, unix_timestamp: NOW.with(|n| *n.borrow()), ..Clock::default() };
+        // SAFETY: the caller passes a pointer to a `Clock`.
+        unsafe { *(var_addr as *mut Clock) = clock };
         0
     }
 
@@ -104,19 +112,26 @@ fn system(accounts: &[AccountInfo], data: &[u8]) -> ProgramResult {
                 return Err(ProgramError::AccountAlreadyInitialized);
             }
             assert_eq!(to.data_len() as u64, space, "harness: preallocate the account at its final size");
-            **from.try_borrow_mut_lamports()? = from.lamports().checked_sub(lamports).ok_or(ProgramError::InsufficientFunds)?;
+            **from.try_borrow_mut_lamports()? =
+                from.lamports().checked_sub(lamports).ok_or(ProgramError::InsufficientFunds)?;
             **to.try_borrow_mut_lamports()? += lamports;
             to.assign(&owner);
             Ok(())
         }
         2 => {
             let (from, to, lamports) = (&accounts[0], &accounts[1], u64_at(4));
-            **from.try_borrow_mut_lamports()? = from.lamports().checked_sub(lamports).ok_or(ProgramError::InsufficientFunds)?;
+            **from.try_borrow_mut_lamports()? =
+                from.lamports().checked_sub(lamports).ok_or(ProgramError::InsufficientFunds)?;
             **to.try_borrow_mut_lamports()? += lamports;
             Ok(())
         }
         _ => Err(ProgramError::InvalidInstructionData),
     }
+}
+
+/// Set the unix time `Clock::get` returns on this thread.
+pub fn set_now(unix_timestamp: i64) {
+    NOW.with(|n| *n.borrow_mut() = unix_timestamp);
 }
 
 pub fn install_stubs() {
@@ -143,6 +158,8 @@ pub struct Voucher {
 /// channels and bonds tests add.
 pub struct World {
     pub accounts: BTreeMap<Pubkey, Acct>,
+    /// Buffer sizes for accounts an instruction will create (default: a channel).
+    pub prealloc: BTreeMap<Pubkey, usize>,
     pub vendor: Pubkey,
     pub settler: Pubkey,
 }
@@ -202,13 +219,20 @@ impl World {
             bump,
             bond_authority_bump: authority_bump,
         };
-        accounts.insert(config, Acct { owner: machpay::ID, lamports: 1_000_000, data: serialize(&cfg), executable: false });
-        accounts.insert(settler, Acct { owner: anchor_lang::system_program::ID, lamports: 10_000_000_000, data: vec![], executable: false });
-        accounts.insert(vendor, Acct { owner: anchor_lang::system_program::ID, lamports: 0, data: vec![], executable: false });
+        accounts
+            .insert(config, Acct { owner: machpay::ID, lamports: 1_000_000, data: serialize(&cfg), executable: false });
+        accounts.insert(
+            settler,
+            Acct { owner: anchor_lang::system_program::ID, lamports: 10_000_000_000, data: vec![], executable: false },
+        );
+        accounts.insert(
+            vendor,
+            Acct { owner: anchor_lang::system_program::ID, lamports: 0, data: vec![], executable: false },
+        );
         for program in [global_bond::ID, anchor_lang::system_program::ID, machpay::ID] {
             accounts.insert(program, Acct { owner: Pubkey::default(), lamports: 1, data: vec![], executable: true });
         }
-        World { accounts, vendor, settler }
+        World { accounts, prealloc: BTreeMap::new(), vendor, settler }
     }
 
     /// A GlobalBond bond for `agent` holding `balance` above rent.
@@ -226,17 +250,24 @@ impl World {
             bump,
         };
         let rent = Rent::default().minimum_balance(8 + Bond::INIT_SPACE);
-        self.accounts.insert(address, Acct { owner: global_bond::ID, lamports: rent + balance, data: serialize(&bond), executable: false });
+        self.accounts.insert(
+            address,
+            Acct { owner: global_bond::ID, lamports: rent + balance, data: serialize(&bond), executable: false },
+        );
         address
     }
 
     /// An existing channel already settled up to `settled`.
     pub fn add_channel(&mut self, agent: &Pubkey, settled: u64) -> Pubkey {
-        let (address, bump) =
-            Pubkey::find_program_address(&channel_seeds(&agent.to_bytes(), &self.vendor.to_bytes(), &NATIVE_ASSET), &machpay::ID);
-        let channel = Channel { agent: *agent, vendor: self.vendor, asset: Pubkey::default(), settled, last_nonce: 0, bump };
+        let (address, bump) = Pubkey::find_program_address(
+            &channel_seeds(&agent.to_bytes(), &self.vendor.to_bytes(), &NATIVE_ASSET),
+            &machpay::ID,
+        );
+        let channel =
+            Channel { agent: *agent, vendor: self.vendor, asset: Pubkey::default(), settled, last_nonce: 0, bump };
         let rent = Rent::default().minimum_balance(8 + Channel::INIT_SPACE);
-        self.accounts.insert(address, Acct { owner: machpay::ID, lamports: rent, data: serialize(&channel), executable: false });
+        self.accounts
+            .insert(address, Acct { owner: machpay::ID, lamports: rent, data: serialize(&channel), executable: false });
         address
     }
 
@@ -278,20 +309,52 @@ impl World {
     }
 
     /// The ordinary settle transaction: [precompile(vouchers), settle(pairs)].
-    pub fn settle(&mut self, vouchers: &[Voucher], pairs: &[(Pubkey, Pubkey)]) -> std::result::Result<Vec<Vec<u8>>, ProgramError> {
-        let precompile = Instruction { program_id: Pubkey::new_from_array(ED25519_PROGRAM_ID), accounts: vec![], data: precompile_data(vouchers) };
-        let settle = Instruction { program_id: machpay::ID, accounts: self.settle_metas(pairs), data: Self::settle_data([3; 32], 7, 1_500) };
+    pub fn settle(
+        &mut self,
+        vouchers: &[Voucher],
+        pairs: &[(Pubkey, Pubkey)],
+    ) -> std::result::Result<Vec<Vec<u8>>, ProgramError> {
+        let precompile = Instruction {
+            program_id: Pubkey::new_from_array(ED25519_PROGRAM_ID),
+            accounts: vec![],
+            data: precompile_data(vouchers),
+        };
+        let settle = Instruction {
+            program_id: machpay::ID,
+            accounts: self.settle_metas(pairs),
+            data: Self::settle_data([3; 32], 7, 1_500),
+        };
         self.execute(&[precompile, settle], 1)
     }
 
-    /// Run instruction `index` of `instructions` (MachPay) with the others
+    /// A system account holding `lamports` (a wallet).
+    pub fn add_wallet(&mut self, lamports: u64) -> Pubkey {
+        let key = Pubkey::new_unique();
+        self.accounts
+            .insert(key, Acct { owner: anchor_lang::system_program::ID, lamports, data: vec![], executable: false });
+        key
+    }
+
+    /// Run instruction `index` of `instructions` (MachPay or GlobalBond) with the others
     /// visible through the instructions sysvar; commit on success.
-    pub fn execute(&mut self, instructions: &[Instruction], index: usize) -> std::result::Result<Vec<Vec<u8>>, ProgramError> {
+    pub fn execute(
+        &mut self,
+        instructions: &[Instruction],
+        index: usize,
+    ) -> std::result::Result<Vec<Vec<u8>>, ProgramError> {
         let borrowed: Vec<BorrowedInstruction> = instructions
             .iter()
             .map(|ix| BorrowedInstruction {
                 program_id: &ix.program_id,
-                accounts: ix.accounts.iter().map(|m| BorrowedAccountMeta { pubkey: &m.pubkey, is_signer: m.is_signer, is_writable: m.is_writable }).collect(),
+                accounts: ix
+                    .accounts
+                    .iter()
+                    .map(|m| BorrowedAccountMeta {
+                        pubkey: &m.pubkey,
+                        is_signer: m.is_signer,
+                        is_writable: m.is_writable,
+                    })
+                    .collect(),
                 data: &ix.data,
             })
             .collect();
@@ -299,7 +362,12 @@ impl World {
         solana_instructions_sysvar::store_current_index_checked(&mut sysvar, index as u16).unwrap();
         self.accounts.insert(
             solana_instructions_sysvar::ID,
-            Acct { owner: pubkey!("Sysvar1111111111111111111111111111111111111"), lamports: 1, data: sysvar, executable: false },
+            Acct {
+                owner: pubkey!("Sysvar1111111111111111111111111111111111111"),
+                lamports: 1,
+                data: sysvar,
+                executable: false,
+            },
         );
 
         let ix = &instructions[index];
@@ -314,10 +382,10 @@ impl World {
                 infos.push(dup);
                 continue;
             }
-            let acct = self.accounts.get(&meta.pubkey).cloned().unwrap_or(Acct {
+            let acct = self.accounts.get(&meta.pubkey).cloned().unwrap_or_else(|| Acct {
                 owner: anchor_lang::system_program::ID,
                 lamports: 0,
-                data: vec![0; 8 + Channel::INIT_SPACE],
+                data: vec![0; self.prealloc.get(&meta.pubkey).copied().unwrap_or(8 + Channel::INIT_SPACE)],
                 executable: false,
             });
             let info = AccountInfo::new(
@@ -338,12 +406,21 @@ impl World {
         CALLERS.with(|c| c.borrow_mut().push(ix.program_id));
         let program_id: &'static Pubkey = Box::leak(Box::new(ix.program_id));
         let data: &'static [u8] = Box::leak(ix.data.clone().into_boxed_slice());
-        let result = machpay::entry(program_id, infos, data);
+        let result = if ix.program_id == global_bond::ID {
+            global_bond::entry(program_id, infos, data)
+        } else {
+            machpay::entry(program_id, infos, data)
+        };
         CALLERS.with(|c| c.borrow_mut().pop());
         let logs = LOGS.with(|l| std::mem::take(&mut *l.borrow_mut()));
         result?;
         for info in infos {
-            let acct = Acct { owner: *info.owner, lamports: info.lamports(), data: info.data.borrow().to_vec(), executable: info.executable };
+            let acct = Acct {
+                owner: *info.owner,
+                lamports: info.lamports(),
+                data: info.data.borrow().to_vec(),
+                executable: info.executable,
+            };
             self.accounts.insert(*info.key, acct);
         }
         Ok(logs)
