@@ -33,6 +33,9 @@ pub const FAUCET_LAMPORTS: u64 = 500_000_000 * 1_000_000_000;
 /// `MAX_PROCESSING_AGE`).
 pub const BLOCKHASH_WINDOW: usize = 150;
 
+/// LiteSVM's default fee structure (as on mainnet): 5,000 lamports per signature.
+pub const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
+
 /// Signatures kept per address for `getSignaturesForAddress`.
 const SIGNATURES_PER_ADDRESS: usize = 10_000;
 
@@ -84,6 +87,7 @@ pub struct Chain {
     clock_offset: i64,
     /// Pays airdrops with ordinary System transfers.
     faucet: Keypair,
+    genesis_hash: Hash,
 }
 
 fn wall_clock_seconds() -> i64 {
@@ -120,6 +124,7 @@ impl Chain {
             by_address: HashMap::new(),
             clock_offset: 0,
             faucet: Keypair::new(),
+            genesis_hash: Hash::default(),
         };
         let faucet_account = Account {
             lamports: FAUCET_LAMPORTS,
@@ -133,6 +138,7 @@ impl Chain {
             .set_account(chain.faucet.pubkey(), faucet_account)
             .expect("a system account is always valid");
         chain.start_slot(1);
+        chain.genesis_hash = chain.svm.latest_blockhash();
         chain
     }
 
@@ -157,6 +163,35 @@ impl Chain {
 
     pub fn clock(&self) -> Clock {
         self.svm.get_sysvar::<Clock>()
+    }
+
+    /// The blockhash of the first slot.
+    pub fn genesis_hash(&self) -> Hash {
+        self.genesis_hash
+    }
+
+    pub fn transaction_count(&self) -> usize {
+        self.transactions.len()
+    }
+
+    /// What `message` would pay: the base fee per signature, counting the
+    /// signatures that precompile instructions verify, as the runtime does
+    /// (compute-unit prices are not added).
+    pub fn fee_for(&self, message: &solana_message::VersionedMessage) -> u64 {
+        let per_signature = LAMPORTS_PER_SIGNATURE;
+        let keys = message.static_account_keys();
+        let precompiles = [
+            solana_sdk_ids::ed25519_program::id(),
+            solana_sdk_ids::secp256k1_program::id(),
+            solana_sdk_ids::secp256r1_program::id(),
+        ];
+        let precompile_signatures: u64 = message
+            .instructions()
+            .iter()
+            .filter(|ix| keys.get(ix.program_id_index as usize).is_some_and(|k| precompiles.contains(k)))
+            .map(|ix| u64::from(ix.data.first().copied().unwrap_or(0)))
+            .sum();
+        per_signature * (u64::from(message.header().num_required_signatures) + precompile_signatures)
     }
 
     pub fn latest_blockhash(&self) -> Hash {
@@ -260,8 +295,24 @@ impl Chain {
         }
     }
 
-    /// Runs `tx` against the current state without changing it.
-    pub fn simulate(&self, tx: &VersionedTransaction) -> Simulation {
+    /// Runs `tx` against the current state without changing it; with
+    /// `sig_verify` false its signatures are not checked (`simulateTransaction`'s
+    /// default), precompile instructions still are.
+    pub fn simulate(&mut self, tx: &VersionedTransaction, sig_verify: bool) -> Simulation {
+        if sig_verify {
+            return self.simulate_verified(tx);
+        }
+        // LiteSVM takes the switch by value; a default instance is cheap (no
+        // programs loaded) and only holds the place for the duration.
+        let svm = std::mem::take(&mut self.svm).with_sigverify(false);
+        self.svm = svm;
+        let simulation = self.simulate_verified(tx);
+        let svm = std::mem::take(&mut self.svm).with_sigverify(true);
+        self.svm = svm;
+        simulation
+    }
+
+    fn simulate_verified(&self, tx: &VersionedTransaction) -> Simulation {
         if let Err(rejection) = self.check_age(tx) {
             return Simulation {
                 err: Some(rejection.err),

@@ -9,6 +9,8 @@
 
 pub mod bridge;
 pub mod chain;
+pub mod programs;
+pub mod rpc;
 mod stubs;
 
 pub use chain::{Chain, LandedTransaction, Rejection, Simulation};
