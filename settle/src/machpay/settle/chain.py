@@ -2,14 +2,13 @@
 
 Works against any endpoint (a validator, an RPC provider, the local runtime
 of ``machpay localnet``): nothing here assumes a particular cluster. Calls
-that fail at the transport level raise :class:`ChainUnavailable` (retry
-later); a transaction the cluster refuses raises :class:`TransactionRejected`
+that fail at the transport level raise :class:`ChainUnavailableError` (retry
+later); a transaction the cluster refuses raises :class:`TransactionRejectedError`
 with the error and logs (preflight), which is a fact about the transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,10 +25,10 @@ from solders.transaction import VersionedTransaction
 
 __all__ = [
     "Chain",
-    "ChainUnavailable",
+    "ChainUnavailableError",
     "SignatureInfo",
     "TransactionInfo",
-    "TransactionRejected",
+    "TransactionRejectedError",
     "TxStatus",
 ]
 
@@ -37,11 +36,11 @@ CommitmentName = Literal["processed", "confirmed", "finalized"]
 _RANK = {"processed": 0, "confirmed": 1, "finalized": 2}
 
 
-class ChainUnavailable(Exception):
+class ChainUnavailableError(Exception):
     """The RPC endpoint could not be reached or answered garbage; try again later."""
 
 
-class TransactionRejected(Exception):
+class TransactionRejectedError(Exception):
     """The cluster refused the transaction (preflight): ``err`` and ``logs`` say why."""
 
     def __init__(self, err: str, logs: Sequence[str]) -> None:
@@ -112,14 +111,14 @@ class Chain:
         try:
             return await coro
         except SolanaRpcException as exc:
-            raise ChainUnavailable(f"{self.url}: {exc}") from exc
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise ChainUnavailable(f"{self.url}: {exc}") from exc
+            raise ChainUnavailableError(f"{self.url}: {exc}") from exc
+        except (TimeoutError, OSError) as exc:
+            raise ChainUnavailableError(f"{self.url}: {exc}") from exc
 
     async def healthy(self) -> bool:
         try:
             return bool(await self._call(self.client.is_connected()))
-        except ChainUnavailable:
+        except ChainUnavailableError:
             return False
 
     async def accounts(self, keys: Sequence[Pubkey]) -> list[bytes | None]:
@@ -202,7 +201,7 @@ class Chain:
             return None
         meta = value.transaction.meta
         if meta is None:
-            raise ChainUnavailable(f"{self.url}: transaction {signature} has no meta")
+            raise ChainUnavailableError(f"{self.url}: transaction {signature} has no meta")
         return TransactionInfo(
             signature=signature,
             slot=int(value.slot),
@@ -247,7 +246,7 @@ class Chain:
         return str(resp.value)
 
 
-def _rejected(exc: RPCException) -> TransactionRejected:
+def _rejected(exc: RPCException) -> TransactionRejectedError:
     """The preflight error with its logs, from solana-py's exception payload."""
     payload = exc.args[0] if exc.args else exc
     message = getattr(payload, "message", None) or str(payload)
@@ -259,4 +258,4 @@ def _rejected(exc: RPCException) -> TransactionRejected:
         inner = getattr(data, "err", None)
         if inner is not None:
             err = f"{message}: {inner}"
-    return TransactionRejected(str(err), logs)
+    return TransactionRejectedError(str(err), logs)

@@ -38,7 +38,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
-from machpay.settle.chain import Chain, TransactionRejected
+from machpay.settle.chain import Chain, TransactionRejectedError
 from machpay.settle.transactions import compile_message, sign
 
 __all__ = [
@@ -189,7 +189,7 @@ class LookupTables:
             (status,) = await self.chain.statuses([signature])
             if status is not None and status.reached(self.chain.commitment):
                 if status.err is not None:
-                    raise TransactionRejected(status.err, [])
+                    raise TransactionRejectedError(status.err, [])
                 info = await self.chain.transaction(signature)
                 if info is not None:
                     self.fees += info.fee
