@@ -144,6 +144,7 @@ class Deployment:
         vendor: bytes,
         root: bytes,
         leaf_count: int,
+        total: int,
         vouchers: Sequence[SignedIntent],
         prefix: Sequence[Instruction] = (),
     ) -> list[Instruction]:
@@ -158,8 +159,8 @@ class Deployment:
             remaining.append(AccountMeta(self.channel(v.agent, vendor), False, True))
             remaining.append(AccountMeta(self.bond(v.agent), False, True))
         settle = self.machpay.instruction("settle").build(
-            {"vendor": Pubkey(vendor), "payer": payer},
-            {"root": root, "leaf_count": leaf_count},
+            {"settler": payer, "vendor": Pubkey(vendor)},
+            {"root": root, "leaf_count": leaf_count, "total": total},
             remaining,
         )
         return [*prefix, ed25519_instruction(entries, THIS_INSTRUCTION), settle]
@@ -174,11 +175,11 @@ class Deployment:
     def fixed_addresses(self) -> list[Pubkey]:
         """Non-signer, non-program accounts every settle names (worth a table slot too)."""
         ix = self.machpay.instruction("settle")
-        metas = ix.metas({"vendor": Pubkey.default(), "payer": Pubkey.default()}, {}, [])
+        metas = ix.metas({"vendor": Pubkey.default(), "settler": Pubkey.default()}, {}, [])
         return [
             m.pubkey
             for m, spec in zip(metas, ix.accounts, strict=True)
-            if spec.name not in ("vendor", "payer")
+            if spec.name not in ("vendor", "settler")
         ]
 
     def proof_instructions(
@@ -187,7 +188,7 @@ class Deployment:
         entries = [
             SignedEntry(s.agent, s.signature, s.message) for s in (proof.first, proof.second)
         ]
-        ix = self.machpay.instruction("report_fraud").build(
+        ix = self.machpay.instruction("prove_fraud").build(
             {
                 "fraud_record": self.proof_record(proof.proof_id),
                 "bond": self.bond(proof.agent),

@@ -95,6 +95,7 @@ class BatchWork:
     vendor: bytes
     root: bytes
     leaf_count: int
+    total: int
     vouchers: tuple[SignedIntent, ...]
     urgent: bool
 
@@ -325,6 +326,7 @@ class Settler:
                 vendor=value["vendor"],
                 root=value["root"],
                 leaf_count=int(value["leaf_count"]),
+                total=int(value["total"]),
                 vouchers=tuple(vouchers),
                 urgent=value["close_reason"] == "WITHDRAWAL",
             )
@@ -473,6 +475,7 @@ class Settler:
                 vendor=work.vendor,
                 root=work.root,
                 leaf_count=work.leaf_count,
+                total=work.total,
                 vouchers=group,
                 prefix=prefix,
             )
