@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from solders.address_lookup_table_account import AddressLookupTableAccount
 from solders.hash import Hash
+from solders.instruction import Instruction
 from solders.keypair import Keypair as SoldersKeypair
 from solders.pubkey import Pubkey
 
@@ -101,7 +103,7 @@ def test_settle_transaction_layout(deployment: Deployment) -> None:
 def test_four_channels_per_transaction_with_a_lookup_table(deployment: Deployment) -> None:
     vouchers = [voucher(deployment, i) for i in range(12)]
 
-    def assemble(group: list[SignedIntent]) -> list:  # type: ignore[type-arg]
+    def assemble(group: Sequence[SignedIntent]) -> list[Instruction]:
         return deployment.settle_instructions(
             payer=PAYER.pubkey(),
             vendor=VENDOR,
@@ -198,8 +200,10 @@ def test_events_become_settlement_rows_and_chain_facts(deployment: Deployment) -
         ChainEventKind.BOND_DEPOSITED,
         ChainEventKind.WITHDRAW_REQUESTED,
     ]
-    assert facts[0].account == channel and facts[0].batch_id == bytes([1]) * 32
-    assert facts[1].account == bytes(deployment.bond(agent)) and facts[1].amount == 500
+    assert facts[0].account == channel
+    assert facts[0].batch_id == bytes([1]) * 32
+    assert facts[1].account == bytes(deployment.bond(agent))
+    assert facts[1].amount == 500
     assert facts[2].unlock_at == 1234
 
 
