@@ -98,11 +98,11 @@ class Journal:
         if key is not None:
             query += " AND key = ?"
             args.append(key)
-        return [_attempt(r) for r in self._db.execute(query + " ORDER BY created_ms", args)]
+        return [_attempt(r) for r in self._db.execute(query + " ORDER BY rowid", args)]
 
     def attempts(self, kind: str, key: bytes) -> list[Attempt]:
         rows = self._db.execute(
-            "SELECT * FROM attempts WHERE kind = ? AND key = ? ORDER BY created_ms", (kind, key)
+            "SELECT * FROM attempts WHERE kind = ? AND key = ? ORDER BY rowid", (kind, key)
         )
         return [_attempt(r) for r in rows]
 
