@@ -96,5 +96,5 @@ def test_checkpoint_round_trips_and_bad_files_are_named(tmp_path: Path) -> None:
     cp.save()
     assert Checkpoint.load(path).newest == {"prog": "sig"}
     path.write_text("{")
-    with pytest.raises(ValueError, match="follower.json"):
+    with pytest.raises(ValueError, match=r"follower\.json"):
         Checkpoint.load(path)
