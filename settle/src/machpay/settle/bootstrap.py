@@ -28,7 +28,7 @@ async def send_and_confirm(
     instructions: Sequence[Instruction],
     *,
     signers: Sequence[Keypair] = (),
-    timeout: float = 30.0,
+    wait_seconds: float = 30.0,
 ) -> TransactionInfo:
     """Sign (payer first), send with preflight, wait for the commitment; the landed tx."""
     from solders.transaction import VersionedTransaction
@@ -38,7 +38,7 @@ async def send_and_confirm(
     tx = VersionedTransaction(message, [payer, *signers])
     signature = await chain.send(tx)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + wait_seconds
     while loop.time() < deadline:
         (status,) = await chain.statuses([signature])
         if status is not None and status.reached(chain.commitment):
@@ -48,7 +48,7 @@ async def send_and_confirm(
                     raise TransactionRejectedError(info.err, info.logs)
                 return info
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"transaction {signature} did not confirm within {timeout}s")
+    raise TimeoutError(f"transaction {signature} did not confirm within {wait_seconds}s")
 
 
 @dataclass
