@@ -1,0 +1,5 @@
+pub mod bond;
+pub mod config;
+
+pub use bond::*;
+pub use config::*;

@@ -1,0 +1,5 @@
+pub mod service;
+pub mod vendor;
+
+pub use service::*;
+pub use vendor::*;
