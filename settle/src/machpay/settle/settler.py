@@ -484,6 +484,7 @@ class Settler:
         if self.tables is not None:
             wanted = [
                 *self.deployment.fixed_addresses(),
+                Pubkey(work.vendor),
                 *self.deployment.per_channel_addresses(work.vendor, (v.agent for v in todo)),
             ]
             try:
@@ -563,7 +564,11 @@ class Settler:
                     if info.err is not None:
                         return NotLanded(signature, self.explain(info.err, info.logs))
                     events = events_from_logs(info.logs, self.deployment.programs)
-                    channels = tuple(self.deployment.settled_channels(events))
+                    # A row that paid nothing changed nothing (settled moves by paid); leaving
+                    # it out keeps a racing duplicate submission from recording a 0 first.
+                    channels = tuple(
+                        c for c in self.deployment.settled_channels(events) if c.paid > 0
+                    )
                     return Landed(signature, info.slot, channels, info.fee)
                 if status is None and await self.chain.block_height() > last_valid:
                     # Past its last valid height it can never land; check once more
