@@ -198,10 +198,23 @@ class LookupTables:
         raise TimeoutError(f"lookup-table transaction {signature} did not confirm")
 
     async def _create(self) -> Pubkey:
-        # The recent slot must be in the SlotHashes sysvar: the newest finalized-ish slot.
-        recent = await self.chain.slot()
-        ix, table = create_table_instruction(self.payer.pubkey(), self.payer.pubkey(), recent)
-        await self._send([ix])
+        # The recent slot must be in the SlotHashes sysvar, which holds the slots *before*
+        # the one being processed: step back from the current slot until one is accepted.
+        current = await self.chain.slot()
+        last_error: TransactionRejectedError | None = None
+        for back in (1, 2, 4, 8):
+            recent = max(0, current - back)
+            ix, table = create_table_instruction(self.payer.pubkey(), self.payer.pubkey(), recent)
+            try:
+                await self._send([ix])
+                break
+            except TransactionRejectedError as exc:
+                if "not a recent slot" not in " ".join([exc.err, *exc.logs]):
+                    raise
+                last_error = exc
+        else:
+            assert last_error is not None
+            raise last_error
         self._tables[table] = []
         self.created += 1
         self._save_cache()
