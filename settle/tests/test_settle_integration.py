@@ -381,3 +381,115 @@ def _batch_work(b: dict[str, Any]) -> BatchWork:
         ),
         urgent=False,
     )
+
+
+async def test_fraud_proofs_slash_once_each(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=4, tag="fraud")
+    honest = honest_traffic(world, per_agent=10)
+    cheat_a, cheat_b = world.agents[0], world.agents[1]
+    victim = next(i for i in honest if i.signed.agent == cheat_a.public)
+    twin = cheat_a.sign(  # equivocation: same nonce, another message
+        victim.vendor,
+        nonce=victim.signed.nonce,
+        cumulative=victim.signed.cumulative,
+        amount=victim.signed.amount,
+        context=b"\x07" * 16,
+    )
+    last = [i for i in honest if i.signed.agent == cheat_b.public][-1]
+    under = cheat_b.sign(  # channel inconsistency: a later nonce that under-counts
+        last.vendor, nonce=cheat_b.next_nonce + 3, cumulative=last.signed.cumulative, amount=2
+    )
+    world.intents += [twin, under]
+    await produce_intents(world.settings, [*honest, twin, under])
+    async with streams_worker(world, tmp_path):
+        proofs = await read_topic(
+            world.settings, topics.FRAUD_PROOFS, done=lambda v: len(v) >= 2, wait_seconds=60
+        )
+    assert {p["agent"] for p in proofs} == {cheat_a.public, cheat_b.public}
+    # Publish every proof a second time (a redelivery, or a second detector).
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    name = topic_name(topics.FRAUD_PROOFS, world.settings.kafka)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        for p in proofs:
+            await producer.send_and_wait(name, codec.encode(name, p), key=p["agent"])
+    finally:
+        await producer.stop()
+    treasury_before = await world.chain.balance(world.treasury)
+    bonds_before = {a.public: await world.boot.bond_balance(Pubkey(a.public)) for a in world.agents}
+    async with settler_in_process(world) as service:
+        records = [world.deployment.proof_record(p["proof_id"]) for p in proofs]
+
+        async def recorded() -> bool:
+            return all(d is not None for d in await world.chain.accounts(records))
+
+        await wait_until(recorded, "both fraud records on-chain")
+        await wait_until(lambda: _drained(service), "the duplicate proofs handled", within=30)
+        counters = service.settler.counters
+        assert counters.proofs_submitted == 2
+        assert counters.proofs_already >= 2
+        assert counters.proofs_invalid == 0
+        events = await read_topic(
+            world.settings,
+            topics.CHAIN_EVENTS,
+            done=lambda v: sum(1 for e in v if e["kind"] == "SLASHED") >= 2,
+            wait_seconds=30,
+        )
+    slashed = [e for e in events if e["kind"] == "SLASHED"]
+    assert sorted(e["agent"] for e in slashed) == sorted([cheat_a.public, cheat_b.public])
+    for a in (cheat_a, cheat_b):
+        assert await world.boot.bond_balance(Pubkey(a.public)) == 0
+    taken = sum(e["amount"] for e in slashed)
+    assert taken == bonds_before[cheat_a.public] + bonds_before[cheat_b.public]
+    # 10 % to the prover (the settler's payer), the rest to the treasury.
+    reward = sum(
+        a * 1_000 // 10_000 for a in (bonds_before[cheat_a.public], bonds_before[cheat_b.public])
+    )
+    assert await world.chain.balance(world.treasury) == treasury_before + taken - reward
+    await world.chain.close()
+
+
+async def _drained(service: SettleService) -> bool:
+    return len(service.settler.queue) == 0 and service.settler.tracker.outstanding() == 0
+
+
+async def test_kill9_mid_run_then_restart_settles_everything_once(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=8, tag="kill9")
+    await produce_intents(world.settings, honest_traffic(world, per_agent=50))
+    env = env_for(world.settings)
+    async with streams_worker(world, tmp_path):
+        batches = await read_batches(world)
+        assert len(batches) >= 8
+        with subprocess_command(
+            ["settle", "run", "--log-level", "WARNING"], env, tmp_path / "s1.log"
+        ) as first:
+            submitted = await read_topic(
+                world.settings,
+                topics.SETTLEMENTS,
+                done=lambda v: any(r["status"] == "SUBMITTED" for r in v),
+                wait_seconds=60,
+            )
+            assert submitted, (tmp_path / "s1.log").read_text()[-3000:]
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+        assert not await all_settled(world), (
+            "the settler finished before the kill; grow the traffic"
+        )
+        with subprocess_command(
+            ["settle", "run", "--log-level", "WARNING"], env, tmp_path / "s2.log"
+        ):
+            await wait_until(lambda: all_settled(world), "every channel settled after the restart")
+            await assert_exact(world, batches)
+    from machpay.settle.journal import AttemptState, Journal
+
+    journal = Journal(world.settings.settle.state_dir / "journal.sqlite")
+    try:
+        assert journal.count(AttemptState.PENDING) == 0
+    finally:
+        journal.close()
+    await world.chain.close()
