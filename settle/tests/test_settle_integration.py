@@ -493,3 +493,71 @@ async def test_kill9_mid_run_then_restart_settles_everything_once(
     finally:
         journal.close()
     await world.chain.close()
+
+
+async def test_a_forged_voucher_is_left_out_and_the_rest_settles(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """One bad signature would fail a whole transaction on-chain: the settler drops it first."""
+    from machpay.protocol import MerkleTree, SignedIntent
+    from machpay.streams.state import batch_id
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=3, tag="forged")
+    vendor = world.vendors[0]
+    earlier = world.agents[1].pay(vendor, 5)
+    vouchers = [a.pay(vendor, 1_000 + i) for i, a in enumerate(world.agents)]
+    # A well-formed signature by the right key, over another message.
+    forged = SignedIntent(
+        vouchers[1].signed.message, earlier.signed.signature, earlier.signed.agent
+    )
+    ids = [v.id for v in vouchers]
+    root = MerkleTree(ids).root
+    value = {
+        "batch_id": batch_id(vendor, root, len(ids)),
+        "vendor": vendor,
+        "root": root,
+        "leaf_count": len(ids),
+        "total": sum(v.signed.amount for v in vouchers),
+        "intent_ids": ids,
+        "vouchers": [
+            {
+                "channel": s.channel,
+                "agent": s.agent,
+                "message": s.message,
+                "signature": s.signature,
+                "cumulative": s.cumulative,
+            }
+            for s in (vouchers[0].signed, forged, vouchers[2].signed)
+        ],
+        "close_reason": "SIZE",
+        "opened_at_ms": 1,
+        "closed_at_ms": 2,
+    }
+    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
+    finally:
+        await producer.stop()
+    async with settler_in_process(world):
+        records = await read_topic(
+            world.settings,
+            topics.SETTLEMENTS,
+            done=lambda v: any(r["status"] == "CONFIRMED" for r in v),
+            wait_seconds=60,
+        )
+    failed = [r for r in records if r["status"] == "FAILED"]
+    assert len(failed) == 1
+    assert "bad_signature" in failed[0]["reason"]
+    assert forged.channel.hex()[:16] in failed[0]["reason"]
+    (confirmed,) = [r for r in records if r["status"] == "CONFIRMED"]
+    assert {c["agent"] for c in confirmed["channels"]} == {
+        world.agents[0].public,
+        world.agents[2].public,
+    }
+    # Agent 0 signed cumulative 1,000 and agent 2 cumulative 1,002 to this vendor.
+    assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 1_000 + 1_002
+    assert await world.boot.bond_balance(Pubkey(world.agents[1].public)) == BOND
+    await world.chain.close()
