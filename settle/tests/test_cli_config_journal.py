@@ -13,7 +13,7 @@ from machpay.settle.follower import Checkpoint
 from machpay.settle.journal import AttemptState, Journal
 
 
-@pytest.mark.parametrize("command", ["run", "follow", "status"])
+@pytest.mark.parametrize("command", ["run", "follow", "status", "init"])
 def test_commands_are_registered_with_help(command: str) -> None:
     result = CliRunner().invoke(cli, ["settle", command, "--help"])
     assert result.exit_code == 0, result.output

@@ -561,3 +561,32 @@ async def test_a_forged_voucher_is_left_out_and_the_rest_settles(
     assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 1_000 + 1_002
     assert await world.boot.bond_balance(Pubkey(world.agents[1].public)) == BOND
     await world.chain.close()
+
+
+def test_init_and_status_commands(localnet_url: str, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from machpay.cli import cli
+    from machpay.localnet.node import rpc_call
+
+    key = Keypair.generate()
+    save_keypair(key, tmp_path / "payer.json")
+    rpc_call(localnet_url, "requestAirdrop", [key.address, 10 * 10**9])
+    args = ["--rpc-url", localnet_url, "--payer", str(tmp_path / "payer.json")]
+    env = {"MACHPAY_CONFIG": "", "MACHPAY_SETTLE__STATE_DIR": str(tmp_path / "state")}
+    treasury = str(SoldersKeypair().pubkey())
+    result = CliRunner().invoke(cli, ["settle", "init", *args, "--treasury", treasury], env=env)
+    assert result.exit_code == 0, result.output
+    assert "configs ready" in result.output
+    result = CliRunner().invoke(cli, ["settle", "status", *args, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["config_initialized"] is True
+    assert report["payer"] == key.address
+    assert report["payer_balance"] > 0
+    assert report["programs"]["machpay"] == "MachPay111111111111111111111111111111111111"
+    bad = CliRunner().invoke(cli, ["settle", "init", *args, "--treasury", "nope"], env=env)
+    assert bad.exit_code != 0
+    assert "--treasury" in bad.output

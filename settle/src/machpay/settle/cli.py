@@ -87,8 +87,9 @@ def settle() -> None:
 )
 @_log
 @pass_app
-def run(  # noqa: PLR0917 (click passes every option positionally by name)
+def run(
     app: AppContext,
+    *,
     rpc_url: str | None,
     payer_keypair: Path | None,
     state_dir: Path | None,
@@ -225,3 +226,82 @@ def status(
         return
     for key, value in report.items():
         click.echo(f"{key:20} {value}")
+
+
+@settle.command("init")
+@_rpc
+@_payer
+@click.option(
+    "--treasury",
+    required=True,
+    help="Base58 address that receives slashed bonds (minus the prover's reward).",
+)
+@click.option(
+    "--timelock",
+    type=click.IntRange(min=0),
+    default=86_400,
+    show_default=True,
+    help="Seconds between a withdrawal request and the earliest withdrawal (GlobalBond).",
+)
+@click.option(
+    "--prover-reward-bps",
+    type=click.IntRange(0, 10_000),
+    default=1_000,
+    show_default=True,
+    help="Share of a slashed bond paid to the prover, basis points.",
+)
+@pass_app
+def init(
+    app: AppContext,
+    *,
+    rpc_url: str | None,
+    payer_keypair: Path | None,
+    treasury: str,
+    timelock: int,
+    prover_reward_bps: int,
+) -> None:
+    """Initialize the GlobalBond and MachPay configs (the payer becomes their admin).
+
+    The domain tag is deployment.domain_tag. Configs that exist already are
+    left alone, so running it twice is harmless.
+    """
+    from solders.pubkey import Pubkey
+
+    from machpay.settle.bootstrap import Bootstrap
+    from machpay.settle.chain import Chain, ChainUnavailableError, TransactionRejectedError
+    from machpay.settle.service import load_deployment
+    from machpay.settle.settler import load_payer
+
+    settings = _settings(app, rpc_url=rpc_url, payer_keypair=payer_keypair)
+    try:
+        treasury_key = Pubkey.from_string(treasury)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"not a base58 address: {treasury!r}", param_hint="--treasury"
+        ) from exc
+    try:
+        payer = load_payer(settings)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    deployment = load_deployment(settings)
+
+    async def main() -> None:
+        chain = Chain(settings.settle.rpc_url, settings.settle.commitment)
+        try:
+            await Bootstrap(chain, deployment, payer).initialize(
+                domain=settings.deployment.domain,
+                treasury=treasury_key,
+                prover_reward_bps=prover_reward_bps,
+                timelock=timelock,
+            )
+        finally:
+            await chain.close()
+
+    try:
+        asyncio.run(main())
+    except (ChainUnavailableError, TransactionRejectedError) as exc:
+        raise click.ClickException(f"initialize failed: {exc}") from exc
+    click.echo(
+        f"configs ready: MachPay {deployment.config()}, GlobalBond {deployment.bond_config()} "
+        f"(domain {settings.deployment.domain_tag}, admin {payer.pubkey()})"
+    )
