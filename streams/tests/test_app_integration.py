@@ -22,7 +22,7 @@ from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import SignedIntent, merkle_root
 from machpay.streams.traffic import Agent, accepted, keypair, vendor_key
-from machpay.streams.worker import StreamsWorker
+from machpay.streams.app import StreamsApp
 from machpay.wire import WireCodec
 from machpay.wire.intents import AcceptedIntent, intent_batch
 
@@ -182,7 +182,7 @@ async def test_worker_dedupes_proves_bans_and_batches_every_intent_once(
     traffic = make_traffic()
     await produce(settings, traffic.intents, garbage=True)
     stop = asyncio.Event()
-    worker = StreamsWorker(settings)
+    worker = StreamsApp(settings)
     task = asyncio.create_task(worker.run(stop))
     try:
         batches = await read_topic(
@@ -352,7 +352,7 @@ async def test_exposure_follows_intents_settlements_and_bond_events_and_withdraw
         return any(s["exposure"] == 32 and s["pending_withdrawal"] for _, s in statuses)
 
     stop = asyncio.Event()
-    task = asyncio.create_task(StreamsWorker(settings).run(stop))
+    task = asyncio.create_task(StreamsApp(settings).run(stop))
     try:
         statuses = await read_topic(settings, topics.AGENTS_STATUS, final, 30)
         batches = await read_topic(
@@ -383,12 +383,12 @@ async def test_a_second_worker_joining_mid_stream_changes_no_outcome(
     half = len(traffic.intents) // 2
     await produce(settings, traffic.intents[:half])
     stops = [asyncio.Event(), asyncio.Event()]
-    first = StreamsWorker(
+    first = StreamsApp(
         settings.model_copy(
             update={"streams": settings.streams.model_copy(update={"worker_id": "a"})}
         )
     )
-    second = StreamsWorker(
+    second = StreamsApp(
         settings.model_copy(
             update={"streams": settings.streams.model_copy(update={"worker_id": "b"})}
         )
@@ -430,7 +430,7 @@ async def test_graceful_stop_leaves_a_marker_so_the_next_owner_closes_open_batch
     intents = [agent.pay(VENDORS[2], 4) for _ in range(12)]
     await produce(settings, intents)
     stop = asyncio.Event()
-    first = StreamsWorker(settings)
+    first = StreamsApp(settings)
     task = asyncio.create_task(first.run(stop))
     try:
         await read_topic(settings, topics.AGENTS_STATUS, lambda s: len(s) >= 1, 30)
@@ -439,7 +439,7 @@ async def test_graceful_stop_leaves_a_marker_so_the_next_owner_closes_open_batch
         stop.set()
         await asyncio.wait_for(task, 30)
     stop = asyncio.Event()
-    task = asyncio.create_task(StreamsWorker(settings).run(stop))
+    task = asyncio.create_task(StreamsApp(settings).run(stop))
     try:
         batches = await read_topic(
             settings, topics.BATCHES_READY, lambda b: covered(b) >= {i.id for i in intents}, 30
