@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -21,8 +20,8 @@ from machpay.config import Settings, StreamsSettings
 from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import SignedIntent, merkle_root
-from machpay.streams.traffic import Agent, accepted, keypair, vendor_key
 from machpay.streams.app import StreamsApp
+from machpay.streams.traffic import Agent, accepted, keypair, vendor_key
 from machpay.wire import WireCodec
 from machpay.wire.intents import AcceptedIntent, intent_batch
 
@@ -240,6 +239,12 @@ def worker_process(settings: Settings, name: str) -> Any:
     )
 
 
+def named(settings: Settings, worker_id: str) -> Settings:
+    return settings.model_copy(
+        update={"streams": settings.streams.model_copy(update={"worker_id": worker_id})}
+    )
+
+
 @pytest.mark.slow
 async def test_kill_9_mid_stream_and_two_restarted_workers_change_no_outcome(
     kafka_settings: Settings,
@@ -249,14 +254,22 @@ async def test_kill_9_mid_stream_and_two_restarted_workers_change_no_outcome(
     half = len(traffic.intents) // 2
     await produce(settings, traffic.intents[:half])
     first = await worker_process(settings, "first")
-    procs = [first]
     try:
         early = await read_topic(settings, topics.BATCHES_READY, lambda b: len(b) >= 3, 40)
         assert len(early) >= 3, "the first worker produced no batches"
         await produce(settings, traffic.intents[half:])
         first.send_signal(signal.SIGKILL)  # mid-stream: no flush, no commit of the tail
         await first.wait()
-        procs += [await worker_process(settings, "second"), await worker_process(settings, "third")]
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    # Two fresh workers share the dead one's partitions: each restores its
+    # partitions from the state table and reads only the tail after the mark.
+    workers = [StreamsApp(named(settings, "second")), StreamsApp(named(settings, "third"))]
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(w.run(s)) for w, s in zip(workers, stops, strict=True)]
+    try:
         batches = await read_topic(
             settings, topics.BATCHES_READY, lambda b: covered(b) >= traffic.expected_ids, 90
         )
@@ -266,16 +279,12 @@ async def test_kill_9_mid_stream_and_two_restarted_workers_change_no_outcome(
             settings, topics.AGENTS_STATUS, lambda s: {x["agent"] for _, x in s} >= agents, 20
         )
     finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 20)
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        for stop in stops:
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
     check_outcome(settings, traffic, batches, proofs, statuses)
+    restored = sum(w.counters.restored_records for w in workers)
+    assert restored > 0, "the restarted workers did not restore from the state table"
 
 
 async def produce_facts(settings: Settings, agent: Agent) -> None:
@@ -383,16 +392,8 @@ async def test_a_second_worker_joining_mid_stream_changes_no_outcome(
     half = len(traffic.intents) // 2
     await produce(settings, traffic.intents[:half])
     stops = [asyncio.Event(), asyncio.Event()]
-    first = StreamsApp(
-        settings.model_copy(
-            update={"streams": settings.streams.model_copy(update={"worker_id": "a"})}
-        )
-    )
-    second = StreamsApp(
-        settings.model_copy(
-            update={"streams": settings.streams.model_copy(update={"worker_id": "b"})}
-        )
-    )
+    first = StreamsApp(named(settings, "a"))
+    second = StreamsApp(named(settings, "b"))
     tasks = [asyncio.create_task(first.run(stops[0]))]
     try:
         early = await read_topic(settings, topics.BATCHES_READY, lambda b: len(b) >= 3, 40)
@@ -439,7 +440,8 @@ async def test_graceful_stop_leaves_a_marker_so_the_next_owner_closes_open_batch
         stop.set()
         await asyncio.wait_for(task, 30)
     stop = asyncio.Event()
-    task = asyncio.create_task(StreamsApp(settings).run(stop))
+    second = StreamsApp(settings)
+    task = asyncio.create_task(second.run(stop))
     try:
         batches = await read_topic(
             settings, topics.BATCHES_READY, lambda b: covered(b) >= {i.id for i in intents}, 30
@@ -448,4 +450,7 @@ async def test_graceful_stop_leaves_a_marker_so_the_next_owner_closes_open_batch
         stop.set()
         await asyncio.wait_for(task, 30)
     assert [b["close_reason"] for _, b in batches] == ["SHUTDOWN"]
+    # The next owner restored the open batch from the table and read only the marker.
+    assert second.counters.restored_records == first.counters.records
+    assert second.counters.tail_records == 1
     assert covered(batches) == {i.id for i in intents}

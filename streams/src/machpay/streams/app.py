@@ -98,6 +98,9 @@ class Counters:
     table_writes: int = 0
     torn_snapshots: int = 0
     takes: int = 0
+    """Partitions taken (start, rebalance)."""
+    restored_records: int = 0
+    """Records covered by the snapshots partitions were restored from (not read again)."""
 
 
 @dataclass
@@ -190,7 +193,7 @@ class StreamsApp:
             partitions=self.partitions,
             key_type=bytes,
             value_type=bytes,
-            help="Per-agent, per-open-batch and per-partition snapshots (machpay.streams.snapshot).",
+            help="Per-agent, per-open-batch and per-partition snapshots (streams.snapshot).",
             extra_topic_configs={"max.message.bytes": str(STATE_MAX_BYTES)},
         )
         # Table writes go through the producer's buffer; one chunk writes a key
@@ -198,8 +201,9 @@ class StreamsApp:
         app.producer.buffer.max_messages = 100_000
         source = app.topic(self.source, key_serializer="raw", value_serializer="raw")
         app.agent(source, name="machpay.streams.intents")(self._consume)
-        app.on_partitions_revoked.connect(self._on_revoked)
-        app.on_rebalance_complete.connect(self._on_rebalance_complete)
+        # mode's Signal.connect is typed for plain functions; bound coroutines work.
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)  # type: ignore[arg-type]
         return app
 
     async def start(self) -> None:
@@ -252,8 +256,9 @@ class StreamsApp:
         await self.start()
         try:
             assert self._failed is not None
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([stopping, self._failed], return_when=asyncio.FIRST_COMPLETED)
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            failed: asyncio.Future[Any] = self._failed
+            await asyncio.wait([stopping, failed], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             if self._failed.done():
                 self._failed.result()
@@ -347,7 +352,7 @@ class StreamsApp:
                 batch_size=self.cfg.batch_max_intents,
                 verify_signatures=self.cfg.verify_signatures,
             )
-        except snapshot.TornSnapshot as exc:
+        except snapshot.TornSnapshotError as exc:
             log.warning("%s; replaying the partition from its start", exc)
             self.counters.torn_snapshots += 1
             restored = snapshot.restore(
@@ -359,6 +364,7 @@ class StreamsApp:
         owned = _Owned(partition, restored.state, restored.writer, restored.covered)
         self.owned[partition] = owned
         self.counters.takes += 1
+        self.counters.restored_records += restored.covered
         if owned.state.open:
             owned.opened_wall = time.monotonic()
         await self._catch_up(owned, None)
@@ -403,7 +409,9 @@ class StreamsApp:
             p = self._partition_of[agent] = partition_for_key(agent, self.partitions)
         return p
 
-    def _apply(self, owned: _Owned, recs: list[Record], chunk: _Chunk, *, tail: bool = False) -> None:
+    def _apply(
+        self, owned: _Owned, recs: list[Record], chunk: _Chunk, *, tail: bool = False
+    ) -> None:
         partition = owned.partition
         agents = chunk.agents.setdefault(partition, set())
         vendors = chunk.vendors.setdefault(partition, set())
@@ -412,7 +420,7 @@ class StreamsApp:
             if offset < owned.next_offset:
                 self.counters.skipped_records += 1
                 continue
-            self._apply_record(owned, offset, value, chunk, agents, vendors)
+            self._apply_record(owned, offset, value, chunk, agents=agents, vendors=vendors)
             owned.next_offset = offset + 1
             self.counters.records += 1
             if tail:
@@ -424,12 +432,12 @@ class StreamsApp:
         offset: int,
         raw: bytes | None,
         chunk: _Chunk,
+        *,
         agents: set[bytes],
         vendors: set[bytes],
     ) -> None:
         now = now_ms()
         partition = owned.partition
-        where = {"topic": self.source, "partition": partition, "offset": offset}
         try:
             value = self.codec.decode(
                 raw or b"", topic=self.source, partition=partition, offset=offset
@@ -467,7 +475,9 @@ class StreamsApp:
                         detail=str(exc),
                         field=exc.field,
                         now_ms=now,
-                        **where,
+                        topic=self.source,
+                        partition=partition,
+                        offset=offset,
                     ),
                 )
                 self.counters.rejected += 1
@@ -487,7 +497,9 @@ class StreamsApp:
                         detail=f"agent belongs to partition {owner}",
                         field="agent",
                         now_ms=now,
-                        **where,
+                        topic=self.source,
+                        partition=partition,
+                        offset=offset,
                     ),
                 )
                 self.counters.rejected += 1
@@ -549,7 +561,9 @@ class StreamsApp:
     def _send(self, chunk: _Chunk, topic: str, key: bytes | None, value: dict[str, Any]) -> None:
         chunk.sends.append(self._produce(topic, key, self.codec.encode(topic, value), None))
 
-    async def _produce(self, topic: str, key: bytes | None, data: bytes, partition: int | None) -> None:
+    async def _produce(
+        self, topic: str, key: bytes | None, data: bytes, partition: int | None
+    ) -> None:
         assert self.app is not None
         fut = await self.app.producer.send(topic, key, data, partition, None, None)
         await fut

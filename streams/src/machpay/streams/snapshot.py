@@ -17,8 +17,9 @@ co-partitioned with ``intents.accepted``):
   agent's last block(s) and a value never grows past ``BLOCK`` intents;
 * ``b"B" + partition + vendor``: an open vendor batch (deleted when it closes);
 * ``b"M" + partition``: the mark: the first offset of the partition *not*
-  covered by the snapshot. Written last in every chunk, after every other key
-  of that chunk is acknowledged.
+  covered by the snapshot, and the vendors of the open batches in opening
+  order. Written last in every chunk, after every other key of that chunk is
+  acknowledged.
 
 Every value starts with the offset it covers. Writes of one chunk are
 acknowledged before the mark is sent, and a changelog partition keeps order,
@@ -57,7 +58,7 @@ class SnapshotError(ValueError):
     """A table value that does not decode; the message names the key."""
 
 
-class TornSnapshot(SnapshotError):
+class TornSnapshotError(SnapshotError):
     """Values newer than the partition's mark: a chunk's writes did not all land."""
 
 
@@ -164,8 +165,8 @@ def encode_batch(batch: OpenBatch, covered: int) -> bytes:
     )
 
 
-def encode_mark(covered: int) -> bytes:
-    return _COVER.pack(FORMAT, covered)
+def encode_mark(covered: int, open_vendors: Iterable[bytes] = ()) -> bytes:
+    return _COVER.pack(FORMAT, covered) + _ids(open_vendors)
 
 
 # -- what a chunk writes -----------------------------------------------------------
@@ -213,7 +214,7 @@ class SnapshotWriter:
                     None if batch is None else encode_batch(batch, covered),
                 )
             )
-        return writes, (mark_key(self.partition), encode_mark(covered))
+        return writes, (mark_key(self.partition), encode_mark(covered, state.open))
 
 
 # -- restoring ---------------------------------------------------------------------
@@ -249,7 +250,7 @@ def restore(
 ) -> Restored:
     """Rebuild a partition's state from its table entries (see :func:`partition_keys`).
 
-    Without a mark the snapshot is empty (covered 0). Raises :class:`TornSnapshot`
+    Without a mark the snapshot is empty (covered 0). Raises :class:`TornSnapshotError`
     when a value covers more than the mark, :class:`SnapshotError` when a value
     does not decode.
     """
@@ -258,17 +259,21 @@ def restore(
     mark = entries.get(mark_key(partition))
     if mark is None:
         return Restored(state, 0, writer)
-    covered, _ = _covered(mark, mark_key(partition))
+    covered, pos = _covered(mark, mark_key(partition))
+    try:
+        order, _ = _read_ids(mark, pos)
+    except struct.error as exc:
+        raise SnapshotError(f"mark of partition {partition} does not decode: {exc}") from exc
 
     def check(key: bytes, value: bytes) -> int:
         at, pos = _covered(value, key)
         if at > covered:
-            raise TornSnapshot(
+            raise TornSnapshotError(
                 f"partition {partition}: {key.hex()} covers offset {at}, the mark only {covered}"
             )
         return pos
 
-    batches: list[tuple[int, bytes, OpenBatch]] = []
+    batches: dict[bytes, OpenBatch] = {}
     for key, value in entries.items():
         kind = key[:1]
         if kind == _HEAD:
@@ -277,16 +282,22 @@ def restore(
             writer.written[agent] = len(state.agents[agent].nonces)
         elif kind == _BATCH and key_partition(key) == partition:
             vendor = key[5:]
-            batch = _restore_batch(key, value, check(key, value))
-            batches.append((batch.opened_at_ms, vendor, batch))
+            batches[vendor] = _restore_batch(key, value, check(key, value))
         elif kind == _BLOCK:
             check(key, value)
-    for _, vendor, batch in sorted(batches, key=lambda b: (b[0], b[1])):
-        state.open[vendor] = batch
+    if set(order) != set(batches):
+        raise TornSnapshotError(
+            f"partition {partition}: the mark lists {len(order)} open batches, "
+            f"the table holds {len(batches)}"
+        )
+    for vendor in order:  # opening order, as the original state had them
+        state.open[vendor] = batches[vendor]
     return Restored(state, covered, writer)
 
 
-def _restore_agent(agent: bytes, head: bytes, entries: Mapping[bytes, bytes], pos: int) -> AgentState:
+def _restore_agent(
+    agent: bytes, head: bytes, entries: Mapping[bytes, bytes], pos: int
+) -> AgentState:
     try:
         (count,) = _U32.unpack_from(head, pos)
         (reason_len,) = _U32.unpack_from(head, pos + 4)
