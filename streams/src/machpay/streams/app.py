@@ -94,7 +94,9 @@ class Counters:
     skipped_records: int = 0
     """Delivered by Faust below the snapshot or tail already applied."""
     tail_records: int = 0
-    """Read by the worker itself after a snapshot (rebuild or gap)."""
+    """Read by the worker itself when it took a partition (snapshot to commit)."""
+    gap_records: int = 0
+    """Read by the worker itself because Faust delivered past the state (never expected)."""
     table_writes: int = 0
     torn_snapshots: int = 0
     takes: int = 0
@@ -216,10 +218,12 @@ class StreamsApp:
             raise RuntimeError(f"topics {missing} do not exist; run `machpay kafka up` first")
         self.partitions = counts[self.source]
         await self.facts.start(counts)
+        # In the app's group (for ``committed``) but manually assigned: it never
+        # joins the group and never commits.
         self._reader = AIOKafkaConsumer(
             **consumer_kwargs(
                 self.settings.kafka,
-                group_id=None,
+                group_id=self.app_id,
                 role=f"streams-{self.cfg.worker_id}-tail",
                 max_partition_fetch_bytes=STATE_MAX_BYTES,
                 # The reader is re-assigned per partition; a long-poll fetch of
@@ -334,14 +338,14 @@ class StreamsApp:
                 self.counters.skipped_records += len(recs)
                 continue
             if recs[0][0] > owned.next_offset:  # never expected: read the gap ourselves
-                await self._catch_up(owned, recs[0][0])
+                await self._catch_up(owned, recs[0][0], gap=True)
             self._apply(owned, recs, chunk)
         await self._finish(chunk)
 
     # -- taking a partition -----------------------------------------------------
 
     async def _take(self, partition: int) -> _Owned | None:
-        """Restore ``partition`` from the table, then read its tail to the end."""
+        """Restore ``partition`` from the table, then read its tail up to the commit."""
         entries = dict(
             snapshot.partition_keys(self.table.data.items(), partition, self._owner_partition)
         )
@@ -381,14 +385,23 @@ class StreamsApp:
         )
         return owned
 
-    async def _catch_up(self, owned: _Owned, until: int | None) -> None:
-        """Read the partition from ``owned.next_offset`` to ``until`` (None: its end)."""
+    async def _catch_up(self, owned: _Owned, until: int | None, *, gap: bool = False) -> None:
+        """Read the partition from ``owned.next_offset`` to ``until`` with outputs on.
+
+        ``None`` reads up to the group's committed offset, where Faust starts
+        delivering. Records between the snapshot and that commit were applied
+        by the previous owner but are not in the snapshot (Faust may commit
+        acked offsets before their snapshot landed, e.g. when a stop cancels a
+        chunk), so they are applied here again, outputs included.
+        """
         reader = self._reader
         assert reader is not None
         tp = TopicPartition(self.source, owned.partition)
         reader.assign([tp])
+        if until is None:
+            until = await reader.committed(tp) or 0
         end = (await reader.end_offsets([tp]))[tp]
-        until = end if until is None else min(until, end)
+        until = min(until, end)
         if owned.next_offset >= until:
             return
         reader.seek(tp, owned.next_offset)
@@ -398,7 +411,11 @@ class StreamsApp:
             if not recs:
                 continue
             chunk = _Chunk()
-            self._apply(owned, recs, chunk, tail=True)
+            self._apply(owned, recs, chunk)
+            if gap:
+                self.counters.gap_records += len(recs)
+            else:
+                self.counters.tail_records += len(recs)
             await self._finish(chunk)
 
     # -- applying records -------------------------------------------------------
@@ -409,9 +426,7 @@ class StreamsApp:
             p = self._partition_of[agent] = partition_for_key(agent, self.partitions)
         return p
 
-    def _apply(
-        self, owned: _Owned, recs: list[Record], chunk: _Chunk, *, tail: bool = False
-    ) -> None:
+    def _apply(self, owned: _Owned, recs: list[Record], chunk: _Chunk) -> None:
         partition = owned.partition
         agents = chunk.agents.setdefault(partition, set())
         vendors = chunk.vendors.setdefault(partition, set())
@@ -423,8 +438,6 @@ class StreamsApp:
             self._apply_record(owned, offset, value, chunk, agents=agents, vendors=vendors)
             owned.next_offset = offset + 1
             self.counters.records += 1
-            if tail:
-                self.counters.tail_records += 1
 
     def _apply_record(
         self,
