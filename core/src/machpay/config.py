@@ -465,6 +465,30 @@ class StreamsSettings(Section):
     verify_signatures: bool = Field(
         True, description="Check every intent's Ed25519 signature again (dead-letter forgeries)."
     )
+    chunk_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Longest wait for a chunk to reach fetch_max_records before it is applied.",
+    )
+    commit_interval_ms: int = Field(
+        1_000,
+        ge=10,
+        description="How often Faust commits offsets of applied chunks (broker_commit_interval).",
+    )
+    standby_replicas: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="Standby copies of the state table kept for partitions a worker does not own.",
+    )
+    state_replication_factor: int = Field(
+        1, ge=1, le=16, description="Replication factor of the state table's changelog topic."
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Faust's data directory (state lives in memory; default: a temporary one).",
+    )
 
 
 def _check_pubkey(value: str) -> str:
