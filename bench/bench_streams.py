@@ -4,9 +4,11 @@ Both read the same pre-produced ``intents.accepted`` records (1,000 signed
 intents per record, as gateways pack them) from a fresh consumer group, on a
 local broker (fresh, on free ports, or ``MACHPAY_BENCH_BOOTSTRAP``):
 
-* **worker**: :class:`machpay.streams.worker.StreamsWorker`, the whole path:
+* **worker**: :class:`machpay.streams.app.StreamsApp`, the whole Faust
+  topology as ``machpay streams worker`` runs it: ``take_events`` chunks,
   decode, dedupe, equivocation and channel checks, batching with Merkle
-  roots, statuses, produce with acks=all, commit;
+  roots, statuses, produce with acks=all, per-key snapshots to the state
+  table (changelog, acks=all), Faust's commits;
 * **plain loop**: the Python ceiling: decode, the same Ed25519 check, a dict
   dedupe, a last-cumulative check per channel, one Merkle root per 10,000
   intents, one produce per record, commit.
@@ -42,7 +44,7 @@ from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import ProtocolError, merkle_root
 from machpay.streams.traffic import Agent, keypair, vendor_key
-from machpay.streams.worker import StreamsWorker
+from machpay.streams.app import StreamsApp
 from machpay.wire import WireCodec
 from machpay.wire.intents import AcceptedIntent, intent_batch, unpack
 
@@ -153,14 +155,22 @@ async def run_worker(settings: Settings, group: str, verify: bool) -> float:
     cfg = StreamsSettings(  # type: ignore[call-arg]
         group_id=group, worker_id=group, batch_max_intents=10_000, verify_signatures=verify
     )
-    worker = StreamsWorker(settings.model_copy(update={"streams": cfg}))
+    worker = StreamsApp(settings.model_copy(update={"streams": cfg}))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
-        return await _timed(lambda: worker.counters.intents, task)
+        rate = await _timed(lambda: worker.counters.intents, task)
     finally:
         stop.set()
         await task
+    c = worker.counters
+    print(
+        f"    faust worker ({'verify' if verify else 'trust'}): {rate:,.0f} intents/s; "
+        f"{c.records} records, {c.table_writes} table writes "
+        f"({1000 * c.table_writes / max(c.intents, 1):.1f} per 1k intents), "
+        f"{c.tail_records} read on take"
+    )
+    return rate
 
 
 async def plain_loop(settings: Settings, group: str, verify: bool, count: list[int]) -> None:

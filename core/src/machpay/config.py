@@ -464,6 +464,11 @@ class StreamsSettings(Section):
     verify_signatures: bool = Field(
         True, description="Check every intent's Ed25519 signature again (dead-letter forgeries)."
     )
+    chunk_max_intents: int = Field(
+        10_000,
+        ge=1,
+        description="Intents applied before their outputs and table snapshot are sent.",
+    )
     chunk_wait_ms: int = Field(
         50,
         ge=1,

@@ -39,7 +39,7 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,7 @@ class _Chunk:
     vendors: dict[int, set[bytes]] = field(default_factory=dict)
     touched: set[bytes] = field(default_factory=set)
     partitions: dict[int, _Owned] = field(default_factory=dict)
+    intents: int = 0
 
 
 class StreamsApp:
@@ -155,6 +156,7 @@ class StreamsApp:
         self._ready = False
         self._fact_touched: set[bytes] = set()
         self._failed: asyncio.Future[None] | None = None
+        self._finishing: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -267,6 +269,7 @@ class StreamsApp:
             if self._failed.done():
                 self._failed.result()
             async with self._lock:
+                await self._drain()
                 await self._shutdown_markers()
         finally:
             await self.stop()
@@ -295,7 +298,7 @@ class StreamsApp:
             if tp.topic == self.source:
                 self.owned.pop(tp.partition, None)
         async with self._lock:
-            pass
+            await self._drain()
 
     async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
         self._ready = True  # the table is recovered for the partitions we own
@@ -317,7 +320,10 @@ class StreamsApp:
                 )
             try:
                 async with self._lock:
+                    previous = self._finishing
                     await self._live(by_partition)
+                    if previous is not None:
+                        await previous  # at most this chunk's finish stays in flight
             except Exception as exc:
                 # Crash the worker rather than ack a chunk whose outputs or
                 # snapshot did not land (the next owner redoes it).
@@ -325,7 +331,12 @@ class StreamsApp:
                 raise
 
     async def _live(self, by_partition: dict[int, list[Record]]) -> None:
+        # A Faust chunk can hold far more intents than one finish should cover:
+        # cut it into sub-chunks of ~chunk_max_intents, each finished while the
+        # next is applied, so outputs and snapshots stream out and the event
+        # loop is never blocked for long.
         chunk = _Chunk()
+        limit = self.cfg.chunk_max_intents
         for partition, recs in by_partition.items():
             owned = self.owned.get(partition)
             if owned is None:
@@ -339,8 +350,18 @@ class StreamsApp:
                 continue
             if recs[0][0] > owned.next_offset:  # never expected: read the gap ourselves
                 await self._catch_up(owned, recs[0][0], gap=True)
-            self._apply(owned, recs, chunk)
-        await self._finish(chunk)
+            start = 0
+            while start < len(recs):
+                start = self._apply(owned, recs, chunk, start=start, limit=limit)
+                if chunk.intents >= limit:
+                    previous = self._finishing
+                    self._finish(chunk)
+                    chunk = _Chunk()
+                    if previous is not None:
+                        await previous
+                    if self.owned.get(partition) is not owned:
+                        break
+        self._finish(chunk)  # not awaited: the next chunk is applied while it lands
 
     # -- taking a partition -----------------------------------------------------
 
@@ -426,18 +447,31 @@ class StreamsApp:
             p = self._partition_of[agent] = partition_for_key(agent, self.partitions)
         return p
 
-    def _apply(self, owned: _Owned, recs: list[Record], chunk: _Chunk) -> None:
+    def _apply(
+        self,
+        owned: _Owned,
+        recs: list[Record],
+        chunk: _Chunk,
+        *,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> int:
+        """Apply ``recs[start:]`` until ``chunk`` holds ``limit`` intents; the next index."""
         partition = owned.partition
         agents = chunk.agents.setdefault(partition, set())
         vendors = chunk.vendors.setdefault(partition, set())
         chunk.partitions[partition] = owned
-        for offset, value in recs:
+        for i in range(start, len(recs)):
+            offset, value = recs[i]
             if offset < owned.next_offset:
                 self.counters.skipped_records += 1
                 continue
             self._apply_record(owned, offset, value, chunk, agents=agents, vendors=vendors)
             owned.next_offset = offset + 1
             self.counters.records += 1
+            if limit is not None and chunk.intents >= limit:
+                return i + 1
+        return len(recs)
 
     def _apply_record(
         self,
@@ -520,6 +554,7 @@ class StreamsApp:
             intents.append(accepted)
             vendors.add(accepted.vendor)
         result = state.apply(intents, now)
+        chunk.intents += len(intents)
         if state.open and owned.opened_wall is None:
             owned.opened_wall = time.monotonic()
         self.counters.intents += len(intents)
@@ -583,16 +618,21 @@ class StreamsApp:
 
     # -- acknowledgements, then snapshots ---------------------------------------
 
-    async def _finish(self, chunk: _Chunk) -> None:
-        """Outputs acknowledged -> the chunk's table keys acknowledged -> marks."""
+    def _finish(self, chunk: _Chunk) -> asyncio.Future[None]:
+        """Finish ``chunk`` after the previous one: outputs -> table keys -> marks.
+
+        The snapshot is captured now (the state as of this chunk) and sent
+        only once the chunk's outputs and the previous chunk's marks are
+        acknowledged, so marks land in chunk order and a mark never covers an
+        unacknowledged output. The caller may go on with the next chunk
+        meanwhile (the agent does; at most one finish is then in flight).
+        """
         if self._fact_touched:
             chunk.touched |= self._fact_touched
             self._fact_touched = set()
         self._publish_statuses(chunk.touched, chunk)
-        if chunk.sends:
-            await asyncio.gather(*chunk.sends)
-        marks: list[Awaitable[Any]] = []
-        writes: list[Awaitable[Any]] = []
+        sends = [asyncio.ensure_future(send) for send in chunk.sends]
+        snapshots: list[tuple[_Owned, list[snapshot.Write], snapshot.Write]] = []
         for partition, owned in chunk.partitions.items():
             if self.owned.get(partition) is not owned:
                 continue  # revoked meanwhile: the next owner reads these records again
@@ -602,12 +642,39 @@ class StreamsApp:
                 agents=chunk.agents.get(partition, ()),
                 vendors=chunk.vendors.get(partition, ()),
             )
-            writes += [self._put(partition, key, value) for key, value in keys]
-            marks.append(self._put(partition, *mark))
+            snapshots.append((owned, keys, mark))
+        finishing = asyncio.ensure_future(self._settle(sends, snapshots, self._finishing))
+        finishing.add_done_callback(self._settled)
+        self._finishing = finishing
+        return finishing
+
+    async def _settle(
+        self,
+        sends: Sequence[asyncio.Future[Any]],
+        snapshots: list[tuple[_Owned, list[snapshot.Write], snapshot.Write]],
+        previous: asyncio.Future[None] | None,
+    ) -> None:
+        if sends:
+            await asyncio.gather(*sends)
+        if previous is not None:
+            await previous
+        live = [(o, keys, mark) for o, keys, mark in snapshots if self.owned.get(o.partition) is o]
+        writes = [self._put(o.partition, k, v) for o, keys, _ in live for k, v in keys]
         if writes:
             await asyncio.gather(*writes)
+        marks = [self._put(o.partition, *mark) for o, _, mark in live]
         if marks:
             await asyncio.gather(*marks)
+
+    def _settled(self, finishing: asyncio.Future[None]) -> None:
+        if not finishing.cancelled() and finishing.exception() is not None:
+            self._fail(finishing.exception() or RuntimeError("finish failed"))
+
+    async def _drain(self) -> None:
+        """Wait until every started finish landed (or failed: then the worker fails)."""
+        while self._finishing is not None and not self._finishing.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._finishing)
 
     def _put(self, partition: int, key: bytes, value: bytes | None) -> Awaitable[Any]:
         """Set (or delete) a table key with its own partition, the way Table.on_key_set does."""
