@@ -43,8 +43,8 @@ from machpay.kafka.admin import acreate_topics
 from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import ProtocolError, merkle_root
-from machpay.streams.traffic import Agent, keypair, vendor_key
 from machpay.streams.app import StreamsApp
+from machpay.streams.traffic import Agent, keypair, vendor_key
 from machpay.wire import WireCodec
 from machpay.wire.intents import AcceptedIntent, intent_batch, unpack
 
