@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 
 from bench.harness import Figure, local_kafka, median, record
 from machpay import topics
@@ -224,6 +225,48 @@ async def plain_loop(settings: Settings, group: str, verify: bool, count: list[i
         await producer.stop()
 
 
+async def commit_to_end(settings: Settings, group: str) -> None:
+    """Commit the end of every partition for ``group``: as if it had processed everything."""
+    kafka = settings.kafka
+    source = topic_name(topics.INTENTS_ACCEPTED, kafka)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, group_id=group))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(source, p) for p in range(settings.local_kafka.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: end for tp, end in ends.items() if end})
+    finally:
+        await consumer.stop()
+
+
+async def run_take(settings: Settings, group: str) -> float:
+    """Seconds from start until a fresh worker in ``group`` owns every partition."""
+    cfg = StreamsSettings(  # type: ignore[call-arg]
+        group_id=group, worker_id=f"{group}-take", batch_max_intents=10_000, verify_signatures=False
+    )
+    worker = StreamsApp(settings.model_copy(update={"streams": cfg}))
+    stop = asyncio.Event()
+    start = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        deadline = time.monotonic() + 300
+        while len(worker.owned) < settings.local_kafka.partitions and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+            if task.done():
+                task.result()
+        took = time.perf_counter() - start
+    finally:
+        stop.set()
+        await task
+    c = worker.counters
+    print(
+        f"    take ({group}): {took:.2f} s; {c.restored_records} records restored from the "
+        f"table, {c.tail_records} read from the partitions"
+    )
+    return took
+
+
 async def run_plain(settings: Settings, group: str, verify: bool) -> float:
     count = [0]
     task = asyncio.create_task(plain_loop(settings, group, verify, count))
@@ -290,6 +333,13 @@ async def measure(settings: Settings) -> list[Figure]:
             runs.setdefault(f"plain-{tag}", []).append(
                 await run_plain(settings, f"p{i}{tag}", verify)
             )
+    # Taking over the partitions: from the state table the last trust run left
+    # (snapshot + the tail to its commit), against replaying them from the
+    # start (a group whose offsets are committed at the end, no snapshot).
+    for i in range(RUNS):
+        runs.setdefault("take-table", []).append(await run_take(settings, f"w{i}trust"))
+        await commit_to_end(settings, f"r{i}")
+        runs.setdefault("take-replay", []).append(await run_take(settings, f"r{i}"))
     with tempfile.TemporaryDirectory() as tmp:
         naive = await naive_faust(settings, intents[:NAIVE_INTENTS], Path(tmp))
     figures = []
@@ -315,6 +365,18 @@ async def measure(settings: Settings) -> list[Figure]:
             baseline_value=naive,
             target=">= 5x naive Faust",
             runs=runs["worker-trust"],
+        )
+    )
+    figures.append(
+        Figure(
+            name=f"take of {settings.local_kafka.partitions} partitions ({INTENTS:,} intents), "
+            "restored from the state table",
+            value=median(runs["take-table"]),
+            unit="s",
+            baseline="the same take replaying the partitions from their start",
+            baseline_value=median(runs["take-replay"]),
+            target="< 1 (the table spares the replay)",
+            runs=runs["take-table"],
         )
     )
     return figures

@@ -453,7 +453,7 @@ class StreamsSettings(Section):
         2_000, ge=10, description="A vendor batch closes this long after its first intent."
     )
     fetch_max_records: int = Field(
-        500, ge=1, description="Records (each carrying many intents) fetched per chunk."
+        500, ge=1, description="Records (each carrying many intents) Faust hands over per chunk."
     )
     producer_linger_ms: int = Field(
         5, ge=0, le=1_000, description="How long output records are grouped before a produce."

@@ -150,6 +150,7 @@ class StreamsApp:
         self.facts = FactsReader(settings, self.codec, self.ledger)
         self.app: faust.App | None = None
         self.table: Any = None
+        self._changelog = ""
         self._reader: AIOKafkaConsumer | None = None
         self._partition_of: dict[bytes, int] = {}
         self._lock = asyncio.Lock()
@@ -198,11 +199,14 @@ class StreamsApp:
             key_type=bytes,
             value_type=bytes,
             help="Per-agent, per-open-batch and per-partition snapshots (streams.snapshot).",
-            extra_topic_configs={"max.message.bytes": str(STATE_MAX_BYTES)},
+            # Compacted by Faust; hourly segments (as machpay.topics does for state
+            # topics) so superseded snapshots are cleaned up and a take reads less.
+            extra_topic_configs={
+                "max.message.bytes": str(STATE_MAX_BYTES),
+                "segment.ms": str(3600 * 1000),
+            },
         )
-        # Table writes go through the producer's buffer; one chunk writes a key
-        # per touched agent, so the default (100 messages) would stall the flow.
-        app.producer.buffer.max_messages = 100_000
+        self._changelog = self.table.changelog_topic.get_topic_name()
         source = app.topic(self.source, key_serializer="raw", value_serializer="raw")
         app.agent(source, name="machpay.streams.intents")(self._consume)
         # mode's Signal.connect is typed for plain functions; bound coroutines work.
@@ -610,7 +614,7 @@ class StreamsApp:
         chunk.sends.append(self._produce(topic, key, self.codec.encode(topic, value), None))
 
     async def _produce(
-        self, topic: str, key: bytes | None, data: bytes, partition: int | None
+        self, topic: str, key: bytes | None, data: bytes | None, partition: int | None
     ) -> None:
         assert self.app is not None
         fut = await self.app.producer.send(topic, key, data, partition, None, None)
@@ -677,16 +681,23 @@ class StreamsApp:
                 await asyncio.shield(self._finishing)
 
     def _put(self, partition: int, key: bytes, value: bytes | None) -> Awaitable[Any]:
-        """Set (or delete) a table key with its own partition, the way Table.on_key_set does."""
+        """Set (or delete) a table key and send it to its changelog partition.
+
+        What ``Table.on_key_set`` does, with the partition given instead of the
+        current event's. The changelog record goes straight to the producer:
+        ``Table.send_changelog`` queues it in Faust's ``ProducerBuffer`` (a task
+        hop and sensor calls per record), which measured 0.36x the plain loop
+        against 0.51x for a direct send in the same conditions. The record is
+        the same (topic, key, value, partition); the callback skipped only
+        stores persisted offsets for RocksDB stores (this table is in memory).
+        """
         data = self.table.data
         if value is None:
-            data.pop(key, None)
-            fut = self.table.send_changelog(partition, key, None, value_serializer="raw")
+            data.pop(key, None)  # a tombstone: recovery deletes the key
         else:
             data[key] = value
-            fut = self.table.send_changelog(partition, key, value)
         self.counters.table_writes += 1
-        return fut  # type: ignore[no-any-return]
+        return self._produce(self._changelog, key, value, partition)
 
     # -- facts, eager takes, flush markers --------------------------------------
 
@@ -700,6 +711,9 @@ class StreamsApp:
         interval = min(0.1, self.cfg.batch_max_age_ms / 4000)
         while True:
             await asyncio.sleep(interval)
+            assert self.app is not None
+            if self.app.crashed:  # e.g. the consumer died: fail rather than idle
+                raise RuntimeError(f"the Faust app crashed: {self.app.crash_reason!r}")
             async with self._lock:
                 if self._ready:
                     # Eagerly, so batches left open by a dead owner close even
