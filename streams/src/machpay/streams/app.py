@@ -103,6 +103,8 @@ class Counters:
     """Partitions taken (start, rebalance)."""
     restored_records: int = 0
     """Records covered by the snapshots partitions were restored from (not read again)."""
+    take_seconds: float = 0.0
+    """Time spent taking partitions: restore from the table, tail read, first statuses."""
 
 
 @dataclass
@@ -336,9 +338,9 @@ class StreamsApp:
 
     async def _live(self, by_partition: dict[int, list[Record]]) -> None:
         # A Faust chunk can hold far more intents than one finish should cover:
-        # cut it into sub-chunks of ~chunk_max_intents, each finished while the
-        # next is applied, so outputs and snapshots stream out and the event
-        # loop is never blocked for long.
+        # every ~chunk_max_intents its outputs so far are sent while the rest
+        # is applied (outputs stream out, the event loop is never blocked for
+        # long); statuses and the snapshot go once for the whole chunk.
         chunk = _Chunk()
         limit = self.cfg.chunk_max_intents
         for partition, recs in by_partition.items():
@@ -359,8 +361,8 @@ class StreamsApp:
                 start = self._apply(owned, recs, chunk, start=start, limit=limit)
                 if chunk.intents >= limit:
                     previous = self._finishing
-                    self._finish(chunk)
-                    chunk = _Chunk()
+                    self._finish(_Chunk(sends=chunk.sends), final=False)
+                    chunk.sends, chunk.intents = [], 0
                     if previous is not None:
                         await previous
                     if self.owned.get(partition) is not owned:
@@ -371,6 +373,7 @@ class StreamsApp:
 
     async def _take(self, partition: int) -> _Owned | None:
         """Restore ``partition`` from the table, then read its tail up to the commit."""
+        started = time.perf_counter()
         entries = dict(
             snapshot.partition_keys(self.table.data.items(), partition, self._owner_partition)
         )
@@ -384,6 +387,9 @@ class StreamsApp:
         except snapshot.TornSnapshotError as exc:
             log.warning("%s; replaying the partition from its start", exc)
             self.counters.torn_snapshots += 1
+            # Delete the partition's keys first: the replay rewrites what it
+            # touches, and a stale key left behind would tear the next restore.
+            await asyncio.gather(*(self._put(partition, key, None) for key in entries))
             restored = snapshot.restore(
                 partition,
                 {},
@@ -402,6 +408,7 @@ class StreamsApp:
         # Announce this worker's view of every agent it now owns.
         chunk = _Chunk(touched=set(owned.state.agents))
         await self._finish(chunk)
+        self.counters.take_seconds += time.perf_counter() - started
         log.info(
             "partition %d: snapshot at %d, tail read to %d",
             partition,
@@ -593,7 +600,7 @@ class StreamsApp:
         self.counters.batches += len(result.batches)
         self.counters.rejected += len(result.rejected)
 
-    def _publish_statuses(self, agents: Iterable[bytes], chunk: _Chunk) -> None:
+    def _publish_statuses(self, agents: Iterable[bytes], sends: list[Awaitable[Any]]) -> None:
         now = now_ms()
         for agent in agents:
             owned = self.owned.get(self._owner_partition(agent))
@@ -602,12 +609,10 @@ class StreamsApp:
             snap = self.ledger.snapshot(agent, owned.state.agents.get(agent))
             version = self.book.update(agent, snap, now)
             if version is not None:
-                self._send(
-                    chunk,
-                    self.t_status,
-                    agent,
-                    records.agent_status(agent, snap, version=version, now_ms=now),
+                data = self.codec.encode(
+                    self.t_status, records.agent_status(agent, snap, version=version, now_ms=now)
                 )
+                sends.append(self._produce(self.t_status, agent, data, None))
                 self.counters.statuses += 1
 
     def _send(self, chunk: _Chunk, topic: str, key: bytes | None, value: dict[str, Any]) -> None:
@@ -622,21 +627,28 @@ class StreamsApp:
 
     # -- acknowledgements, then snapshots ---------------------------------------
 
-    def _finish(self, chunk: _Chunk) -> asyncio.Future[None]:
+    def _finish(self, chunk: _Chunk, *, final: bool = True) -> asyncio.Future[None]:
         """Finish ``chunk`` after the previous one: outputs -> table keys -> marks.
 
         The snapshot is captured now (the state as of this chunk) and sent
-        only once the chunk's outputs and the previous chunk's marks are
+        only once the chunk's outputs and every earlier finish are
         acknowledged, so marks land in chunk order and a mark never covers an
         unacknowledged output. The caller may go on with the next chunk
         meanwhile (the agent does; at most one finish is then in flight).
+        ``final=False`` sends only the outputs (a cut inside a Faust chunk);
+        statuses and the snapshot follow with the chunk's final finish, once
+        per key for the whole chunk.
         """
+        sends: list[asyncio.Future[Any]] = [asyncio.ensure_future(x) for x in chunk.sends]
+        snapshots: list[tuple[_Owned, list[snapshot.Write], snapshot.Write]] = []
+        if not final:
+            return self._chain(sends, snapshots)
         if self._fact_touched:
             chunk.touched |= self._fact_touched
             self._fact_touched = set()
-        self._publish_statuses(chunk.touched, chunk)
-        sends = [asyncio.ensure_future(send) for send in chunk.sends]
-        snapshots: list[tuple[_Owned, list[snapshot.Write], snapshot.Write]] = []
+        status_sends: list[Awaitable[Any]] = []
+        self._publish_statuses(chunk.touched, status_sends)
+        sends += [asyncio.ensure_future(send) for send in status_sends]
         for partition, owned in chunk.partitions.items():
             if self.owned.get(partition) is not owned:
                 continue  # revoked meanwhile: the next owner reads these records again
@@ -647,6 +659,13 @@ class StreamsApp:
                 vendors=chunk.vendors.get(partition, ()),
             )
             snapshots.append((owned, keys, mark))
+        return self._chain(sends, snapshots)
+
+    def _chain(
+        self,
+        sends: list[asyncio.Future[Any]],
+        snapshots: list[tuple[_Owned, list[snapshot.Write], snapshot.Write]],
+    ) -> asyncio.Future[None]:
         finishing = asyncio.ensure_future(self._settle(sends, snapshots, self._finishing))
         finishing.add_done_callback(self._settled)
         self._finishing = finishing
