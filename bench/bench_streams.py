@@ -167,7 +167,7 @@ async def run_worker(settings: Settings, group: str, verify: bool) -> float:
     c = worker.counters
     print(
         f"    faust worker ({'verify' if verify else 'trust'}): {rate:,.0f} intents/s; "
-        f"{c.records} records, {c.table_writes} table writes "
+        f"{c.records} records in {c.chunks} chunks, {c.table_writes} table writes "
         f"({1000 * c.table_writes / max(c.intents, 1):.1f} per 1k intents), "
         f"{c.tail_records} read on take"
     )

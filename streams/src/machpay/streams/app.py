@@ -84,6 +84,8 @@ def now_ms() -> int:
 
 @dataclass
 class Counters:
+    chunks: int = 0
+    """Chunks Faust handed over (``take_events``)."""
     records: int = 0
     intents: int = 0
     duplicates: int = 0
@@ -337,6 +339,7 @@ class StreamsApp:
                 raise
 
     async def _live(self, by_partition: dict[int, list[Record]]) -> None:
+        self.counters.chunks += 1
         # A Faust chunk can hold far more intents than one finish should cover:
         # every ~chunk_max_intents its outputs so far are sent while the rest
         # is applied (outputs stream out, the event loop is never blocked for

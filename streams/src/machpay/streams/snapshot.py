@@ -164,10 +164,6 @@ def encode_mark(covered: int, open_vendors: Iterable[bytes] = ()) -> bytes:
 # -- what a chunk writes -----------------------------------------------------------
 
 
-def _entry(state: AgentState, signed: SignedIntent) -> bytes:
-    return signed.message + signed.signature + (b"\x01" if _in_channel(state, signed) else b"\x00")
-
-
 @dataclass
 class SnapshotWriter:
     """The keys one chunk changed in a partition, mark last.
@@ -204,11 +200,19 @@ class SnapshotWriter:
             if count > before:
                 buf = self.partial.pop(agent, None) or bytearray()
                 block = before // BLOCK
+                channels = st.channels
                 for i, signed in enumerate(islice(st.nonces.values(), before, None), before):
                     if i // BLOCK != block:  # the previous block is full: written for the last time
                         writes.append((block_key(agent, block), cover + buf))
                         buf, block = bytearray(), i // BLOCK
-                    buf += _entry(st, signed)
+                    # message, signature, in-consistent-set flag (once per intent: inlined)
+                    log = channels.get(signed.intent.channel)
+                    buf += signed.message
+                    buf += signed.signature
+                    if log is not None and log.intents[-1] is signed:
+                        buf.append(1)
+                    else:
+                        buf.append(1 if _in_channel(st, signed) else 0)
                 writes.append((block_key(agent, block), cover + buf))
                 if count % BLOCK:
                     self.partial[agent] = buf
