@@ -264,6 +264,13 @@ class StreamsApp:
                     await client.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
+        # Faust keeps references to a stopped app (services, signal receivers);
+        # drop the state so a process that runs several apps (tests, the
+        # benchmark) does not carry every past partition's intents around.
+        self.owned.clear()
+        self._partition_of.clear()
+        if self.table is not None:
+            self.table.data.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (then stop gracefully) or a step fails (then raise)."""
