@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export MACHPAY_CACHE
 export MACHPAY_VENV := $(VENV)
 
-COMPONENTS := core sdk gateway ingest streams settle api
+COMPONENTS := core sdk gateway ingest streams settle api demo
 PY_PATHS := $(foreach c,$(COMPONENTS),$(c)/src $(c)/tests) tests bench conftest.py
 
 .PHONY: help setup demo test test-python test-rust lint fmt bench kafka-up kafka-down clean-cache
@@ -20,7 +20,7 @@ setup:  ## Create the venv under $(MACHPAY_CACHE) and install every component (e
 	@bash scripts/setup-venv.sh
 
 demo: setup  ## Start a local Kafka, push signed intents through it and show what happened.
-	@$(VENV)/bin/machpay demo
+	@$(VENV)/bin/machpay kafka smoke
 
 test: setup lint test-python test-rust  ## Install what is needed and run every test (Python and Rust).
 
