@@ -185,7 +185,7 @@ def _settle_ixs(
 async def _lookup_table(
     client: AsyncClient, url: str, authority: Keypair, addresses: list[Pubkey]
 ) -> AddressLookupTableAccount:
-    recent = (await client.get_slot()).value - 1
+    recent = (await client.get_slot()).value
     table, bump = derive_lookup_table_address(authority.pubkey(), recent)
     metas = [
         AccountMeta(table, False, True),

@@ -98,6 +98,10 @@ fn settlement_is_visible_through_transaction_and_account_queries() {
     let tx = net.v0_transaction(&settle_ixs(&settler.pubkey(), &vendor, &[v]), &settler, &[table]);
     let sig = result(&mut net, "sendTransaction", json!([b64(&tx), {"encoding": "base64"}]));
 
+    // getSlot is the last completed slot: the one this transaction landed in.
+    let status = result(&mut net, "getSignatureStatuses", json!([[sig]]));
+    assert_eq!(status["value"][0]["slot"], result(&mut net, "getSlot", json!([])));
+
     let needs_version = call(&mut net, "getTransaction", json!([sig, {"encoding": "json"}]));
     assert_eq!(error_code(&needs_version), code::UNSUPPORTED_TRANSACTION_VERSION);
     let got = result(&mut net, "getTransaction", json!([sig, {"encoding": "json", "maxSupportedTransactionVersion": 0}]));
