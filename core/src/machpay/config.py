@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -464,6 +465,142 @@ class StreamsSettings(Section):
     verify_signatures: bool = Field(
         True, description="Check every intent's Ed25519 signature again (dead-letter forgeries)."
     )
+    chunk_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Longest wait for a chunk to reach fetch_max_records before it is applied.",
+    )
+    commit_interval_ms: int = Field(
+        1_000,
+        ge=10,
+        description="How often Faust commits offsets of applied chunks (broker_commit_interval).",
+    )
+    standby_replicas: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="Standby copies of the state table kept for partitions a worker does not own.",
+    )
+    state_replication_factor: int = Field(
+        1, ge=1, le=16, description="Replication factor of the state table's changelog topic."
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Faust's data directory (state lives in memory; default: a temporary one).",
+    )
+
+
+def _check_pubkey(value: str) -> str:
+    from solders.pubkey import Pubkey
+
+    try:
+        Pubkey.from_string(value)
+    except ValueError as exc:
+        raise ValueError(f"not a base58 32-byte Solana address: {value!r}") from exc
+    return value
+
+
+class SettleSettings(Section):
+    """The settler (`machpay settle run`): batches and fraud proofs to Solana, chain events back.
+
+    Required to start: ``payer_keypair`` (the fee payer; it also pays each new
+    channel's rent). The program ids default to the ids in docs/onchain.md;
+    the MachPay program id is ``deployment.machpay_program_id``.
+    """
+
+    rpc_url: str = Field(
+        "http://127.0.0.1:8899", description="Solana JSON-RPC endpoint (any cluster or localnet)."
+    )
+    commitment: Literal["processed", "confirmed", "finalized"] = Field(
+        "confirmed", description="Commitment for reads and for calling a transaction confirmed."
+    )
+    payer_keypair: Path | None = Field(
+        None, description="Fee payer keypair file (Solana CLI JSON format). Required to run."
+    )
+    global_bond_program_id: str = Field(
+        "GBond11111111111111111111111111111111111111",
+        description="Base58 id of the GlobalBond program.",
+    )
+    service_registry_program_id: str = Field(
+        "SvcReg1111111111111111111111111111111111111",
+        description="Base58 id of the ServiceRegistry program.",
+    )
+    idl_dir: Path | None = Field(
+        None,
+        description="Folder with the programs' IDL JSON (machpay.json, global_bond.json, "
+        "service_registry.json); default: programs/idl of this checkout.",
+    )
+    group_id: str = Field(
+        "machpay-settle",
+        min_length=1,
+        description="Consumer group of batches.ready and fraud.proofs.",
+    )
+    state_dir: Path = Field(
+        default_factory=lambda: default_cache_dir() / "settle",
+        description="Follower checkpoint and lookup-table cache live here.",
+    )
+    use_lookup_table: bool = Field(
+        True,
+        description="Put per-channel accounts in an address lookup table (v0 transactions), "
+        "created and extended by the settler and cached in state_dir.",
+    )
+    lookup_table: str | None = Field(
+        None, description="Address of an existing lookup table to use (payer must be authority)."
+    )
+    max_channels_per_tx: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Upper bound on channel settlements per transaction; 0 = as many as fit "
+        "in 1,232 bytes (measured on the serialized transaction).",
+    )
+    compute_unit_limit: int = Field(
+        0,
+        ge=0,
+        le=1_400_000,
+        description="SetComputeUnitLimit per transaction; 0 leaves the runtime default.",
+    )
+    compute_unit_price: int = Field(
+        0, ge=0, description="Priority fee, micro-lamports per compute unit; 0 = none."
+    )
+    confirm_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Give up waiting for a transaction after this long, but only once its "
+        "blockhash has expired (so it can no longer land).",
+    )
+    poll_interval_seconds: float = Field(
+        0.4, gt=0, le=60, description="How often signature statuses are polled."
+    )
+    max_attempts: int = Field(
+        5, ge=1, le=100, description="Transactions tried per batch part before it is FAILED."
+    )
+    follow: bool = Field(True, description="Also run the chain follower (chain.events).")
+    follow_interval_seconds: float = Field(
+        1.0, gt=0, le=3600, description="How often the follower asks for new signatures."
+    )
+    follow_page_size: int = Field(
+        500, ge=1, le=1000, description="getSignaturesForAddress page size."
+    )
+    status_interval_seconds: float = Field(
+        10.0, gt=0, description="How often `settle run` prints a progress line."
+    )
+
+    @field_validator("global_bond_program_id", "service_registry_program_id", "lookup_table")
+    @classmethod
+    def _is_address(cls, value: str | None) -> str | None:
+        return None if value is None else _check_pubkey(value)
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s)://host[:port] URL")
+        return value
 
 
 class Settings(Section):
@@ -474,6 +611,7 @@ class Settings(Section):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     streams: StreamsSettings = Field(default_factory=StreamsSettings)  # type: ignore[arg-type]
+    settle: SettleSettings = Field(default_factory=SettleSettings)  # type: ignore[arg-type]
 
 
 def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
@@ -552,3 +690,33 @@ def _describe(
         message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"setting {setting} ({source}): {message}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def to_toml(sections: dict[str, dict[str, Any]]) -> str:
+    """Settings sections as TOML (scalars, lists of scalars, arrays of tables):
+    what tools write for the services they start (the demo, tests)."""
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return repr(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        return orjson.dumps(str(value)).decode()
+
+    lines: list[str] = []
+    for section, values in sections.items():
+        tables = {
+            k: v for k, v in values.items() if isinstance(v, list) and v and isinstance(v[0], dict)
+        }
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if key not in tables and value is not None:
+                lines.append(f"{key} = {scalar(value)}")
+        for key, rows in tables.items():
+            for row in rows:
+                lines.append(f"[[{section}.{key}]]")
+                lines.extend(f"{k} = {scalar(v)}" for k, v in row.items() if v is not None)
+        lines.append("")
+    return "\n".join(lines)

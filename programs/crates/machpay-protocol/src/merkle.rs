@@ -59,3 +59,29 @@ pub fn verify_inclusion(leaf: &[u8], index: u64, size: u64, path: &[[u8; 32]], r
     }
     snode == 0 && &r == root
 }
+
+/// RFC 6962 audit path of leaf `index` (leaf sibling first), for receipts
+/// and tests; `None` when `index` is out of range.
+pub fn inclusion_path<T: AsRef<[u8]>>(leaves: &[T], index: usize) -> Option<alloc::vec::Vec<[u8; 32]>> {
+    if index >= leaves.len() {
+        return None;
+    }
+    let mut path = alloc::vec::Vec::new();
+    collect_path(leaves, index, &mut path);
+    Some(path)
+}
+
+fn collect_path<T: AsRef<[u8]>>(leaves: &[T], index: usize, path: &mut alloc::vec::Vec<[u8; 32]>) {
+    let n = leaves.len();
+    if n <= 1 {
+        return;
+    }
+    let k = split_point(n);
+    if index < k {
+        collect_path(&leaves[..k], index, path);
+        path.push(root(&leaves[k..]));
+    } else {
+        collect_path(&leaves[k..], index - k, path);
+        path.push(root(&leaves[..k]));
+    }
+}

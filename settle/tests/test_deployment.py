@@ -1,0 +1,218 @@
+"""The MachPay binding against the programs' real IDL: settle and proof transactions, events."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from solders.address_lookup_table_account import AddressLookupTableAccount
+from solders.hash import Hash
+from solders.instruction import Instruction
+from solders.keypair import Keypair as SoldersKeypair
+from solders.pubkey import Pubkey
+
+from machpay.protocol import Intent, Keypair, SignedIntent, detect_equivocation, sign_intent
+from machpay.settle.idl import events_from_logs
+from machpay.settle.precompile import ED25519_PROGRAM_ID, parse_precompile
+from machpay.settle.programs import Deployment, default_idl_dir
+from machpay.settle.records import ChainEventKind
+from machpay.settle.transactions import MAX_TRANSACTION_BYTES, pack, sign
+
+FIXTURE_IDL = Path(__file__).parent / "fixtures" / "idl"
+MACHPAY = "MachPay111111111111111111111111111111111111"
+GBOND = "GBond11111111111111111111111111111111111111"
+REGISTRY = "SvcReg1111111111111111111111111111111111111"
+DOMAIN = bytes.fromhex("6c6f63616c6e6574")
+VENDOR = hashlib.sha256(b"vendor").digest()
+PAYER = SoldersKeypair.from_seed(bytes([7]) * 32)
+
+
+def idl_dir() -> Path:
+    """The committed programs/idl once merged, else the snapshot taken from the programs branch."""
+    real = default_idl_dir()
+    return real if (real / "machpay.json").exists() else FIXTURE_IDL
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Deployment:
+    return Deployment.load(
+        idl_dir(), machpay_id=MACHPAY, global_bond_id=GBOND, service_registry_id=REGISTRY
+    )
+
+
+def agent_key(i: int) -> Keypair:
+    return Keypair.from_seed(hashlib.sha256(b"agent" + bytes([i])).digest())
+
+
+def voucher(dep: Deployment, i: int, *, nonce: int = 1, cumulative: int = 1000) -> SignedIntent:
+    key = agent_key(i)
+    intent = Intent(
+        domain=DOMAIN,
+        channel=bytes(dep.channel(key.public, VENDOR)),
+        nonce=nonce,
+        cumulative=cumulative,
+        amount=1,
+        expires_at=2**40,
+        context=bytes(16),
+    )
+    return sign_intent(intent, key)
+
+
+def test_settle_transaction_layout(deployment: Deployment) -> None:
+    vouchers = [voucher(deployment, i) for i in range(3)]
+    ixs = deployment.settle_instructions(
+        payer=PAYER.pubkey(),
+        vendor=VENDOR,
+        root=bytes(32),
+        leaf_count=3000,
+        total=3000,
+        vouchers=vouchers,
+    )
+    pre, settle = ixs
+    assert pre.program_id == ED25519_PROGRAM_ID  # immediately before settle
+    assert [e.message for _, e in parse_precompile(bytes(pre.data))] == [
+        v.message for v in vouchers
+    ]
+    spec = deployment.machpay.instruction("settle")
+    assert spec.decode_args(bytes(settle.data)) == {
+        "root": bytes(32),
+        "leaf_count": 3000,
+        "total": 3000,
+    }
+    names = [a.name for a in spec.accounts]
+    metas = list(settle.accounts)
+    assert metas[names.index("settler")].pubkey == PAYER.pubkey()
+    assert metas[names.index("settler")].is_signer
+    assert metas[names.index("vendor")].pubkey == Pubkey(VENDOR)
+    assert metas[names.index("config")].pubkey == deployment.config()
+    pairs = metas[len(names) :]
+    assert [(m.pubkey, m.is_writable) for m in pairs] == [
+        x
+        for v in vouchers
+        for x in (
+            (Pubkey(v.channel), True),
+            (deployment.bond(v.agent), True),
+        )
+    ]
+
+
+def test_four_channels_per_transaction_with_a_lookup_table(deployment: Deployment) -> None:
+    vouchers = [voucher(deployment, i) for i in range(12)]
+
+    def assemble(group: Sequence[SignedIntent]) -> list[Instruction]:
+        return deployment.settle_instructions(
+            payer=PAYER.pubkey(),
+            vendor=VENDOR,
+            root=bytes(32),
+            leaf_count=len(group),
+            total=len(group),
+            vouchers=group,
+        )
+
+    addresses = [
+        *deployment.fixed_addresses(),
+        Pubkey(VENDOR),
+        *deployment.per_channel_addresses(VENDOR, (v.agent for v in vouchers)),
+    ]
+    table = AddressLookupTableAccount(Pubkey.new_unique(), addresses)
+    with_table = pack(
+        vouchers, assemble, payer=PAYER.pubkey(), blockhash=Hash.default(), tables=[table]
+    )
+    without = pack(vouchers, assemble, payer=PAYER.pubkey(), blockhash=Hash.default())
+    assert all(g.size <= MAX_TRANSACTION_BYTES for g in with_table + without)
+    assert len(bytes(sign(with_table[0].message, PAYER))) == with_table[0].size
+    assert [len(g.items) for g in with_table] == [4, 4, 4]
+    assert [len(g.items) for g in without] == [2] * 6  # 7 fixed accounts spelt out
+
+
+def test_proof_transaction(deployment: Deployment) -> None:
+    a = voucher(deployment, 1, nonce=5, cumulative=10)
+    b = voucher(deployment, 1, nonce=5, cumulative=11)
+    proof = detect_equivocation(a, b)
+    assert proof is not None
+    treasury = Pubkey.new_unique()
+    pre, ix = deployment.proof_instructions(proof, prover=PAYER.pubkey(), treasury=treasury)
+    assert [e.message for _, e in parse_precompile(bytes(pre.data))] == [
+        proof.first.message,
+        proof.second.message,
+    ]
+    spec = deployment.machpay.instruction("prove_fraud")
+    assert spec.decode_args(bytes(ix.data)) == {"kind": 1, "proof_id": proof.proof_id}
+    names = [x.name for x in spec.accounts]
+    metas = list(ix.accounts)
+    assert metas[names.index("fraud_record")].pubkey == deployment.proof_record(proof.proof_id)
+    assert metas[names.index("bond")].pubkey == deployment.bond(proof.agent)
+    assert metas[names.index("treasury")].pubkey == treasury
+
+
+def _log(program: Pubkey, payload: bytes) -> list[str]:
+    return [
+        f"Program {program} invoke [1]",
+        "Program data: " + base64.b64encode(payload).decode(),
+        f"Program {program} success",
+    ]
+
+
+def test_events_become_settlement_rows_and_chain_facts(deployment: Deployment) -> None:
+    agent = agent_key(1).public
+    channel = bytes(deployment.channel(agent, VENDOR))
+    settled = deployment.machpay.events["BatchSettled"].encode(
+        {
+            "vendor": VENDOR,
+            "batch_id": bytes([1]) * 32,
+            "root": bytes(32),
+            "leaf_count": 10,
+            "total": 10,
+            "paid": 7,
+            "channels": [
+                {
+                    "channel": channel,
+                    "agent": agent,
+                    "nonce": 9,
+                    "cumulative": 10,
+                    "settled": 10,
+                    "paid": 7,
+                }
+            ],
+        }
+    )
+    deposited = deployment.global_bond.events["BondDeposited"].encode(
+        {"agent": agent, "amount": 500, "balance": 500}
+    )
+    requested = deployment.global_bond.events["WithdrawalRequested"].encode(
+        {"agent": agent, "amount": 100, "unlock_at": 1234}
+    )
+    logs = (
+        _log(deployment.machpay.program_id, settled)
+        + _log(deployment.global_bond.program_id, deposited)
+        + _log(deployment.global_bond.program_id, requested)
+    )
+    events = events_from_logs(logs, deployment.programs)
+    (row,) = deployment.settled_channels(events)
+    assert (row.channel, row.agent, row.settled_cumulative, row.paid) == (channel, agent, 10, 7)
+    facts = deployment.facts(events)
+    assert [f.kind for f in facts] == [
+        ChainEventKind.BATCH_SETTLED,
+        ChainEventKind.BOND_DEPOSITED,
+        ChainEventKind.WITHDRAW_REQUESTED,
+    ]
+    assert facts[0].account == channel
+    assert facts[0].batch_id == bytes([1]) * 32
+    assert facts[1].account == bytes(deployment.bond(agent))
+    assert facts[1].amount == 500
+    assert facts[2].unlock_at == 1234
+
+
+def test_snapshot_matches_the_committed_idl() -> None:
+    """Once programs/idl is merged, the test snapshot must not drift from it."""
+    real = default_idl_dir()
+    if not (real / "machpay.json").exists():
+        pytest.fail(f"{real} has no machpay.json: merge the programs branch")
+    for name in ("machpay.json", "global_bond.json", "service_registry.json"):
+        assert json.loads((real / name).read_text()) == json.loads(
+            (FIXTURE_IDL / name).read_text()
+        ), f"{name} drifted: copy programs/idl/{name} to settle/tests/fixtures/idl/"

@@ -1,0 +1,592 @@
+"""The settler end to end: real Kafka broker, real stream worker, real Solana runtime.
+
+Signed traffic (honest agents paying two vendors) goes into intents.accepted;
+``machpay streams worker`` (a subprocess) cuts it into batches.ready; the
+settler submits the batches to the three programs running in the local
+runtime (``machpay-localnet``). The checks are on the chain itself: every
+bond and every vendor moved by EXACTLY the signed amounts, nothing twice,
+also after a replay, a duplicate proof, and a kill -9 of the settler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from solders.keypair import Keypair as SoldersKeypair
+from solders.pubkey import Pubkey
+
+from machpay import topics
+from machpay.config import Settings, load_settings
+from machpay.kafka.clients import producer_kwargs, topic_name
+from machpay.kafka.packing import pack_by_partition
+from machpay.protocol import Keypair, channel_address, save_keypair
+from machpay.settle.bootstrap import Bootstrap, send_and_confirm
+from machpay.settle.chain import Chain
+from machpay.settle.idl import events_from_logs
+from machpay.settle.service import SettleService, load_deployment
+from machpay.settle.settler import BatchWork
+from machpay.streams.traffic import Agent
+from machpay.testing import read_topic
+from machpay.wire import WireCodec
+from machpay.wire.intents import AcceptedIntent, intent_batch
+
+pytestmark = pytest.mark.integration
+
+BOND = 50_000_000
+VENDOR_FLOAT = 1_000_000  # rent-exempt floor so a vendor account can receive lamports
+
+
+class DeployedAgent(Agent):
+    """An honest agent whose channels are PDAs of the real MachPay program id."""
+
+    program_id: bytes = bytes(32)
+
+    def channel(self, vendor: bytes) -> bytes:
+        return channel_address(program_id=self.program_id, agent=self.key.public, vendor=vendor)
+
+
+@dataclass
+class World:
+    settings: Settings
+    chain: Chain
+    boot: Bootstrap
+    payer_file: Path
+    payer: SoldersKeypair
+    treasury: Pubkey
+    agents: list[DeployedAgent]
+    vendors: list[bytes]
+    intents: list[AcceptedIntent] = field(default_factory=list)
+
+    @property
+    def deployment(self) -> Any:
+        return self.boot.deployment
+
+    def expected_vendor_income(self) -> dict[bytes, int]:
+        out: dict[bytes, int] = defaultdict(int)
+        for a in self.agents:
+            for vendor, cumulative in a.cumulative.items():
+                out[vendor] += cumulative
+        return out
+
+    def expected_agent_spend(self) -> dict[bytes, int]:
+        return {a.public: sum(a.cumulative.values()) for a in self.agents}
+
+
+def settings_for(base: Settings, rpc_url: str, state_dir: Path, payer_file: Path) -> Settings:
+    return load_settings(
+        environ={},
+        overrides={
+            "kafka": base.kafka.model_dump(),
+            "streams": {"batch_max_intents": 40, "batch_max_age_ms": 300},
+            "settle": {
+                "rpc_url": rpc_url,
+                "payer_keypair": str(payer_file),
+                "state_dir": str(state_dir),
+                "poll_interval_seconds": 0.05,
+                "status_interval_seconds": 1.0,
+                "follow_interval_seconds": 0.2,
+                "group_id": f"settle-{os.getpid()}-{time.monotonic_ns()}",
+            },
+        },
+    )
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """The settings as MACHPAY_* variables for a subprocess (`machpay ...`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MACHPAY_")}
+    for section in ("kafka", "streams", "settle"):
+        for name, value in getattr(settings, section).model_dump(mode="json").items():
+            if value is not None:
+                env[f"MACHPAY_{section.upper()}__{name.upper()}"] = (
+                    str(value).lower() if isinstance(value, bool) else str(value)
+                )
+    env["MACHPAY_CONFIG"] = ""
+    return env
+
+
+async def make_world(
+    kafka_settings: Settings, localnet_url: str, tmp: Path, *, agents: int = 6, tag: str = ""
+) -> World:
+    payer_key = Keypair.generate()
+    payer_file = tmp / "payer.json"
+    save_keypair(payer_key, payer_file)
+    settings = settings_for(kafka_settings, localnet_url, tmp / "settle-state", payer_file)
+    deployment = load_deployment(settings)
+    chain = Chain(localnet_url, settings.settle.commitment)
+    payer = SoldersKeypair.from_bytes(payer_key.to_solana_bytes())
+    boot = Bootstrap(chain, deployment, payer)
+    await boot.fund(payer.pubkey(), 500 * 10**9)
+    treasury = SoldersKeypair().pubkey()
+    await boot.fund(treasury, VENDOR_FLOAT)
+    # The configs are per runtime (one session): the first test initializes them.
+    await boot.initialize(
+        domain=settings.deployment.domain, treasury=treasury, prover_reward_bps=1_000, timelock=3600
+    )
+    config = await chain.account(deployment.config())
+    assert config is not None
+    treasury = deployment.treasury(config)
+    DeployedAgent.program_id = bytes(deployment.machpay.program_id)
+    world_agents = []
+    for i in range(agents):
+        key = Keypair.from_seed(hashlib.sha256(f"settle-it:{tag}:{tmp}:{i}".encode()).digest())
+        signer = SoldersKeypair.from_bytes(key.to_solana_bytes())
+        await boot.fund(signer.pubkey(), 10**9)
+        await boot.deposit(signer, BOND)
+        world_agents.append(DeployedAgent(key))
+    vendors = [bytes(SoldersKeypair().pubkey()) for _ in range(2)]
+    for v in vendors:
+        await boot.fund(Pubkey(v), VENDOR_FLOAT)
+    return World(settings, chain, boot, payer_file, payer, treasury, world_agents, vendors)
+
+
+def honest_traffic(world: World, per_agent: int = 30) -> list[AcceptedIntent]:
+    out = []
+    for n in range(per_agent):
+        for i, agent in enumerate(world.agents):
+            out.append(agent.pay(world.vendors[(i + n) % 2], 1 + (i * 7 + n) % 11))
+    world.intents += out
+    return out
+
+
+async def produce_intents(settings: Settings, intents: list[AcceptedIntent]) -> None:
+    kafka = settings.kafka
+    topic = topic_name(topics.INTENTS_ACCEPTED, kafka)
+    codec = WireCodec(topic_prefix=kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(kafka, role="test"))
+    await producer.start()
+    try:
+        packed = pack_by_partition(intents, settings.local_kafka.partitions, max_per_record=25)
+        for partition, chunks in packed.items():
+            for chunk in chunks:
+                value = codec.encode(topic, intent_batch(chunk, producer="test", now_ms=1))
+                await producer.send_and_wait(topic, value, partition=partition)
+    finally:
+        await producer.stop()
+
+
+@contextlib.contextmanager
+def subprocess_command(
+    args: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "machpay.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def streams_worker(world: World, tmp: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
+    with subprocess_command(
+        ["streams", "worker", "--log-level", "WARNING"],
+        env_for(world.settings),
+        tmp / "streams.log",
+    ) as proc:
+        yield proc
+
+
+@contextlib.asynccontextmanager
+async def settler_in_process(world: World) -> AsyncIterator[SettleService]:
+    service = SettleService.from_settings(world.settings)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(service.run(stop))
+    try:
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def wait_until(check: Callable[[], Any], what: str, within: float = 120.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
+
+
+async def channel_settled(world: World) -> dict[tuple[bytes, bytes], int]:
+    dep = world.deployment
+    pairs = [(a, v) for a in world.agents for v in world.vendors]
+    datas = await world.chain.accounts([Pubkey(a.channel(v)) for a, v in pairs])
+    out = {}
+    for (a, v), data in zip(pairs, datas, strict=True):
+        state = dep.channel_state(data)
+        out[(a.public, v)] = 0 if state is None else state.settled
+    return out
+
+
+async def all_settled(world: World) -> bool:
+    settled = await channel_settled(world)
+    return all(
+        settled[(a.public, v)] == a.cumulative.get(v, 0)
+        for a in world.agents
+        for v in world.vendors
+    )
+
+
+async def settlement_records(world: World, batch_ids: set[bytes]) -> list[dict[str, Any]]:
+    def done(values: list[dict[str, Any]]) -> bool:
+        last: dict[bytes, str] = {}
+        for v in values:
+            last[v["batch_id"]] = v["status"]
+        return batch_ids <= {b for b, s in last.items() if s == "CONFIRMED"}
+
+    return await read_topic(world.settings, topics.SETTLEMENTS, done=done, wait_seconds=60)
+
+
+async def assert_exact(world: World, batches: list[dict[str, Any]]) -> None:
+    """Balances moved by exactly the signed amounts; the records say so, each once."""
+    for agent, spent in world.expected_agent_spend().items():
+        assert await world.boot.bond_balance(Pubkey(agent)) == BOND - spent
+    for vendor, income in world.expected_vendor_income().items():
+        assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + income
+    batch_ids = {b["batch_id"] for b in batches}
+    records = await settlement_records(world, batch_ids)
+    last: dict[bytes, str] = {}
+    paid: dict[tuple[bytes, bytes], int] = {}
+    for r in records:
+        last[r["batch_id"]] = r["status"]
+        for c in r["channels"]:
+            assert r["status"] == "CONFIRMED"
+            paid.setdefault((r["batch_id"], c["channel"]), c["paid"])  # the streams' dedupe key
+    assert {b: s for b, s in last.items() if b in batch_ids} == dict.fromkeys(
+        batch_ids, "CONFIRMED"
+    )
+    assert sum(paid.values()) == sum(world.expected_agent_spend().values())
+    for r in records:
+        if r["status"] == "CONFIRMED" and r["signature"]:
+            assert r["slot"] is not None
+
+
+async def read_batches(world: World, within: float = 60) -> list[dict[str, Any]]:
+    ids = {i.id for i in world.intents}
+
+    def done(values: list[dict[str, Any]]) -> bool:
+        return ids <= {i for b in values for i in b["intent_ids"]}
+
+    batches = await read_topic(world.settings, topics.BATCHES_READY, done=done, wait_seconds=within)
+    unique = {b["batch_id"]: b for b in batches}
+    return list(unique.values())
+
+
+async def test_stream_batches_settle_exactly_and_a_replay_pays_nothing(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    world = await make_world(kafka_settings, localnet_url, tmp_path, tag="exact")
+    await produce_intents(world.settings, honest_traffic(world))
+    async with streams_worker(world, tmp_path), settler_in_process(world) as service:
+        await wait_until(lambda: all_settled(world), "every channel settled to its cumulative")
+        batches = await read_batches(world)
+        assert len(batches) > 2  # several batches per vendor, several channels each
+        await assert_exact(world, batches)
+        counters = service.settler.counters
+        print(f"settler: {counters.line()}; batches {len(batches)}")
+        assert counters.failed == 0
+        assert counters.channels_settled >= len(world.agents) * 2
+        # The follower saw every deposit and every settled channel.
+        events = await read_topic(
+            world.settings,
+            topics.CHAIN_EVENTS,
+            done=lambda v: (
+                sum(1 for e in v if e["kind"] == "BATCH_SETTLED") >= counters.channels_settled
+            ),
+            wait_seconds=30,
+        )
+        deposits = {e["agent"] for e in events if e["kind"] == "BOND_DEPOSITED"}
+        assert {a.public for a in world.agents} <= deposits
+        settled_rows = {
+            (e["signature"], e["account"]): e["amount"]
+            for e in events
+            if e["kind"] == "BATCH_SETTLED"
+        }
+        assert sum(settled_rows.values()) == sum(world.expected_agent_spend().values())
+
+    # Replay every batch through a fresh settler: it reads the channels and sends nothing.
+    replay = SettleService.from_settings(world.settings)
+    await replay.settler.start()
+    try:
+        before = {a.public: await world.boot.bond_balance(Pubkey(a.public)) for a in world.agents}
+        for b in batches:
+            assert await replay.settler.settle_batch(_batch_work(b))
+        assert replay.settler.counters.transactions == 0
+        assert replay.settler.counters.vouchers_skipped > 0
+        # On-chain replay of an old voucher (as after a lost confirmation): the program pays 0.
+        agent = world.agents[0]
+        old = next(i.signed for i in world.intents if i.signed.agent == agent.public)
+        ixs = world.deployment.settle_instructions(
+            payer=world.payer.pubkey(),
+            vendor=next(i.vendor for i in world.intents if i.signed is old),
+            root=bytes(32),
+            leaf_count=1,
+            total=old.amount,
+            vouchers=[old],
+        )
+        info = await send_and_confirm(world.chain, world.payer, ixs)
+        rows = world.deployment.settled_channels(
+            events_from_logs(info.logs, world.deployment.programs)
+        )
+        assert [r.paid for r in rows] == [0]
+        after = {a.public: await world.boot.bond_balance(Pubkey(a.public)) for a in world.agents}
+        assert after == before
+    finally:
+        await replay.settler.stop()
+        await replay.chain.close()
+    await world.chain.close()
+
+
+def _batch_work(b: dict[str, Any]) -> BatchWork:
+    from aiokafka import TopicPartition
+
+    from machpay.protocol import SignedIntent
+
+    return BatchWork(
+        tp=TopicPartition("replay", 0),
+        offset=0,
+        batch_id=b["batch_id"],
+        vendor=b["vendor"],
+        root=b["root"],
+        leaf_count=b["leaf_count"],
+        total=b["total"],
+        vouchers=tuple(
+            SignedIntent(v["message"], v["signature"], v["agent"]) for v in b["vouchers"]
+        ),
+        urgent=False,
+    )
+
+
+async def test_fraud_proofs_slash_once_each(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=4, tag="fraud")
+    honest = honest_traffic(world, per_agent=10)
+    cheat_a, cheat_b = world.agents[0], world.agents[1]
+    victim = next(i for i in honest if i.signed.agent == cheat_a.public)
+    twin = cheat_a.sign(  # equivocation: same nonce, another message
+        victim.vendor,
+        nonce=victim.signed.nonce,
+        cumulative=victim.signed.cumulative,
+        amount=victim.signed.amount,
+        context=b"\x07" * 16,
+    )
+    last = [i for i in honest if i.signed.agent == cheat_b.public][-1]
+    under = cheat_b.sign(  # channel inconsistency: a later nonce that under-counts
+        last.vendor, nonce=cheat_b.next_nonce + 3, cumulative=last.signed.cumulative, amount=2
+    )
+    world.intents += [twin, under]
+    await produce_intents(world.settings, [*honest, twin, under])
+    async with streams_worker(world, tmp_path):
+        proofs = await read_topic(
+            world.settings, topics.FRAUD_PROOFS, done=lambda v: len(v) >= 2, wait_seconds=60
+        )
+    assert {p["agent"] for p in proofs} == {cheat_a.public, cheat_b.public}
+    # Publish every proof a second time (a redelivery, or a second detector).
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    name = topic_name(topics.FRAUD_PROOFS, world.settings.kafka)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        for p in proofs:
+            await producer.send_and_wait(name, codec.encode(name, p), key=p["agent"])
+    finally:
+        await producer.stop()
+    treasury_before = await world.chain.balance(world.treasury)
+    bonds_before = {a.public: await world.boot.bond_balance(Pubkey(a.public)) for a in world.agents}
+    async with settler_in_process(world) as service:
+        records = [world.deployment.proof_record(p["proof_id"]) for p in proofs]
+
+        async def recorded() -> bool:
+            return all(d is not None for d in await world.chain.accounts(records))
+
+        await wait_until(recorded, "both fraud records on-chain")
+        await wait_until(lambda: _drained(service), "the duplicate proofs handled", within=30)
+        counters = service.settler.counters
+        assert counters.proofs_submitted == 2
+        assert counters.proofs_already >= 2
+        assert counters.proofs_invalid == 0
+        events = await read_topic(
+            world.settings,
+            topics.CHAIN_EVENTS,
+            done=lambda v: sum(1 for e in v if e["kind"] == "SLASHED") >= 2,
+            wait_seconds=30,
+        )
+    slashed = [e for e in events if e["kind"] == "SLASHED"]
+    assert sorted(e["agent"] for e in slashed) == sorted([cheat_a.public, cheat_b.public])
+    for a in (cheat_a, cheat_b):
+        assert await world.boot.bond_balance(Pubkey(a.public)) == 0
+    taken = sum(e["amount"] for e in slashed)
+    assert taken == bonds_before[cheat_a.public] + bonds_before[cheat_b.public]
+    # 10 % to the prover (the settler's payer), the rest to the treasury.
+    reward = sum(
+        a * 1_000 // 10_000 for a in (bonds_before[cheat_a.public], bonds_before[cheat_b.public])
+    )
+    assert await world.chain.balance(world.treasury) == treasury_before + taken - reward
+    await world.chain.close()
+
+
+async def _drained(service: SettleService) -> bool:
+    return len(service.settler.queue) == 0 and service.settler.tracker.outstanding() == 0
+
+
+async def test_kill9_mid_run_then_restart_settles_everything_once(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=8, tag="kill9")
+    await produce_intents(world.settings, honest_traffic(world, per_agent=50))
+    env = env_for(world.settings)
+    async with streams_worker(world, tmp_path):
+        batches = await read_batches(world)
+        assert len(batches) >= 8
+        with subprocess_command(
+            ["settle", "run", "--log-level", "WARNING"], env, tmp_path / "s1.log"
+        ) as first:
+            submitted = await read_topic(
+                world.settings,
+                topics.SETTLEMENTS,
+                done=lambda v: any(r["status"] == "SUBMITTED" for r in v),
+                wait_seconds=60,
+            )
+            assert submitted, (tmp_path / "s1.log").read_text()[-3000:]
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+        assert not await all_settled(world), (
+            "the settler finished before the kill; grow the traffic"
+        )
+        with subprocess_command(
+            ["settle", "run", "--log-level", "WARNING"], env, tmp_path / "s2.log"
+        ):
+            await wait_until(lambda: all_settled(world), "every channel settled after the restart")
+            await assert_exact(world, batches)
+    from machpay.settle.journal import AttemptState, Journal
+
+    journal = Journal(world.settings.settle.state_dir / "journal.sqlite")
+    try:
+        assert journal.count(AttemptState.PENDING) == 0
+    finally:
+        journal.close()
+    await world.chain.close()
+
+
+async def test_a_forged_voucher_is_left_out_and_the_rest_settles(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """One bad signature would fail a whole transaction on-chain: the settler drops it first."""
+    from machpay.protocol import MerkleTree, SignedIntent
+    from machpay.streams.state import batch_id
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=3, tag="forged")
+    vendor = world.vendors[0]
+    earlier = world.agents[1].pay(vendor, 5)
+    vouchers = [a.pay(vendor, 1_000 + i) for i, a in enumerate(world.agents)]
+    # A well-formed signature by the right key, over another message.
+    forged = SignedIntent(
+        vouchers[1].signed.message, earlier.signed.signature, earlier.signed.agent
+    )
+    ids = [v.id for v in vouchers]
+    root = MerkleTree(ids).root
+    value = {
+        "batch_id": batch_id(vendor, root, len(ids)),
+        "vendor": vendor,
+        "root": root,
+        "leaf_count": len(ids),
+        "total": sum(v.signed.amount for v in vouchers),
+        "intent_ids": ids,
+        "vouchers": [
+            {
+                "channel": s.channel,
+                "agent": s.agent,
+                "message": s.message,
+                "signature": s.signature,
+                "cumulative": s.cumulative,
+            }
+            for s in (vouchers[0].signed, forged, vouchers[2].signed)
+        ],
+        "close_reason": "SIZE",
+        "opened_at_ms": 1,
+        "closed_at_ms": 2,
+    }
+    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
+    finally:
+        await producer.stop()
+    async with settler_in_process(world):
+        records = await read_topic(
+            world.settings,
+            topics.SETTLEMENTS,
+            done=lambda v: any(r["status"] == "CONFIRMED" for r in v),
+            wait_seconds=60,
+        )
+    failed = [r for r in records if r["status"] == "FAILED"]
+    assert len(failed) == 1
+    assert "bad_signature" in failed[0]["reason"]
+    assert forged.channel.hex()[:16] in failed[0]["reason"]
+    (confirmed,) = [r for r in records if r["status"] == "CONFIRMED"]
+    assert {c["agent"] for c in confirmed["channels"]} == {
+        world.agents[0].public,
+        world.agents[2].public,
+    }
+    # Agent 0 signed cumulative 1,000 and agent 2 cumulative 1,002 to this vendor.
+    assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 1_000 + 1_002
+    assert await world.boot.bond_balance(Pubkey(world.agents[1].public)) == BOND
+    await world.chain.close()
+
+
+def test_init_and_status_commands(localnet_url: str, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from machpay.cli import cli
+    from machpay.localnet.node import rpc_call
+
+    key = Keypair.generate()
+    save_keypair(key, tmp_path / "payer.json")
+    rpc_call(localnet_url, "requestAirdrop", [key.address, 10 * 10**9])
+    args = ["--rpc-url", localnet_url, "--payer", str(tmp_path / "payer.json")]
+    env = {"MACHPAY_CONFIG": "", "MACHPAY_SETTLE__STATE_DIR": str(tmp_path / "state")}
+    treasury = str(SoldersKeypair().pubkey())
+    result = CliRunner().invoke(cli, ["settle", "init", *args, "--treasury", treasury], env=env)
+    assert result.exit_code == 0, result.output
+    assert "configs ready" in result.output
+    result = CliRunner().invoke(cli, ["settle", "status", *args, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["config_initialized"] is True
+    assert report["payer"] == key.address
+    assert report["payer_balance"] > 0
+    assert report["programs"]["machpay"] == "MachPay111111111111111111111111111111111111"
+    bad = CliRunner().invoke(cli, ["settle", "init", *args, "--treasury", "nope"], env=env)
+    assert bad.exit_code != 0
+    assert "--treasury" in bad.output
