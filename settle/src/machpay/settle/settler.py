@@ -552,8 +552,18 @@ class Settler:
                     return NotLanded(signature, self.explain(exc.err, exc.logs))
         except ChainUnavailableError as exc:
             log.warning("send of %s: %s; polling its status", signature, exc)
-        last_send = time.monotonic()
+        last_send = started = time.monotonic()
+        warned = 0
         while True:
+            waited = time.monotonic() - started
+            if waited > (warned + 1) * self.cfg.confirm_timeout_seconds:
+                warned += 1
+                log.warning(
+                    "%s not confirmed after %.0fs; waiting until block height %d passes",
+                    signature,
+                    waited,
+                    last_valid,
+                )
             try:
                 (status,) = await self.chain.statuses([signature])
                 if status is not None and status.reached(self.chain.commitment):
