@@ -590,3 +590,52 @@ def test_init_and_status_commands(localnet_url: str, tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, ["settle", "init", *args, "--treasury", "nope"], env=env)
     assert bad.exit_code != 0
     assert "--treasury" in bad.output
+
+
+async def test_a_withdrawal_request_on_chain_moves_that_agents_batches_first(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """Follower -> WITHDRAW_REQUESTED in chain.events -> the settler's queue promotes."""
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=3, tag="withdraw")
+    quitter = world.agents[2]
+    signer = SoldersKeypair.from_bytes(quitter.key.to_solana_bytes())
+    await world.boot.request_withdrawal(signer, BOND // 2)
+    service = SettleService.from_settings(world.settings)
+    assert service.follower is not None
+    queued = [_batch_work(_fake_batch(world, a)) for a in world.agents]
+    for work in queued:
+        service.settler.queue.push(work, work.agents)
+    await service.follower.start()
+    try:
+        await service.follower.poll()
+    finally:
+        await service.follower.stop()
+        await service.chain.close()
+    order = [service.settler.queue.pop() for _ in queued]
+    assert order[0] is queued[2]  # the withdrawing agent's batch, though it arrived last
+    assert order[1:] == queued[:2]
+    events = await read_topic(
+        world.settings,
+        topics.CHAIN_EVENTS,
+        done=lambda v: any(e["kind"] == "WITHDRAW_REQUESTED" for e in v),
+        wait_seconds=20,
+    )
+    (request,) = [e for e in events if e["kind"] == "WITHDRAW_REQUESTED"]
+    assert request["agent"] == quitter.public
+    assert request["amount"] == BOND // 2
+    assert request["unlock_at"] is not None
+    assert request["unlock_at"] > 0
+    assert request["account"] == bytes(world.deployment.bond(quitter.public))
+
+
+def _fake_batch(world: World, agent: DeployedAgent) -> dict[str, Any]:
+    intent = agent.pay(world.vendors[0], 10)
+    s = intent.signed
+    return {
+        "batch_id": hashlib.sha256(s.id).digest(),
+        "vendor": world.vendors[0],
+        "root": s.id,
+        "leaf_count": 1,
+        "total": s.amount,
+        "vouchers": [{"message": s.message, "signature": s.signature, "agent": s.agent}],
+    }
