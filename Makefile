@@ -8,10 +8,10 @@ PY := $(VENV)/bin/python
 export MACHPAY_CACHE
 export MACHPAY_VENV := $(VENV)
 
-COMPONENTS := core sdk gateway ingest streams settle api
+COMPONENTS := core sdk gateway ingest streams settle api demo
 PY_PATHS := $(foreach c,$(COMPONENTS),$(c)/src $(c)/tests) tests bench conftest.py
 
-.PHONY: help setup demo test test-python lint fmt bench kafka-up kafka-down clean-cache
+.PHONY: help setup demo test test-python test-rust lint fmt bench kafka-up kafka-down clean-cache
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -20,9 +20,9 @@ setup:  ## Create the venv under $(MACHPAY_CACHE) and install every component (e
 	@bash scripts/setup-venv.sh
 
 demo: setup  ## Start a local Kafka, push signed intents through it and show what happened.
-	@$(VENV)/bin/machpay demo
+	@$(VENV)/bin/machpay kafka smoke
 
-test: setup lint test-python  ## Install what is needed and run every test (Python and Rust).
+test: setup lint test-python test-rust  ## Install what is needed and run every test (Python and Rust).
 
 lint: setup  ## ruff (lint + format check) and mypy --strict.
 	@$(VENV)/bin/ruff check $(wildcard $(PY_PATHS))
@@ -31,6 +31,9 @@ lint: setup  ## ruff (lint + format check) and mypy --strict.
 
 test-python: setup  ## pytest: unit, integration (real local Kafka) and end-to-end tests.
 	@$(PY) -m pytest
+
+test-rust:  ## cargo test of the Anchor workspace in programs/ (native; includes the IDL drift check).
+	cd programs && CARGO_TARGET_DIR=$(MACHPAY_CACHE)/cargo-target cargo test --workspace
 
 fmt: setup  ## Apply ruff fixes and formatting.
 	@$(VENV)/bin/ruff check --fix $(wildcard $(PY_PATHS))

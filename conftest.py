@@ -52,6 +52,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             f"{item.nodeid} uses the Kafka broker; mark it @pytest.mark.integration",
             pytrace=False,
         )
+    if "localnet_url" in fixtures and item.get_closest_marker("integration") is None:
+        pytest.fail(
+            f"{item.nodeid} uses the local Solana node; mark it @pytest.mark.integration",
+            pytrace=False,
+        )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -132,3 +137,52 @@ def kafka_settings(kafka_broker: str) -> Iterator[Settings]:
     yield settings
     with contextlib.suppress(Exception):
         delete_topics(settings)
+
+
+LOCALNET_RPC_ENV = "MACHPAY_TEST_RPC_URL"
+"""URL of a running Solana JSON-RPC endpoint (with the MachPay programs at their
+ids and airdrops) to use instead of starting ``machpay-localnet``."""
+LOCALNET_TARGET_ENV = "MACHPAY_TEST_CARGO_TARGET"
+"""Cargo target directory for building ``machpay-localnet`` (default
+``$MACHPAY_CACHE/cargo-target``)."""
+
+
+@pytest.fixture(scope="session")
+def localnet_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a ``machpay-localnet`` node for the whole session.
+
+    A real Solana runtime (LiteSVM) with GlobalBond, MachPay and
+    ServiceRegistry loaded natively (programs/localnet), on a free port,
+    built with cargo when missing or out of date (the first, cold build takes
+    a few minutes). State is shared by every test of the session: tests
+    create their own keys and must not assume a fresh chain.
+    """
+    external = os.environ.get(LOCALNET_RPC_ENV)
+    if external:
+        _broker_report.append(f"localnet_url: external endpoint {external} ({LOCALNET_RPC_ENV})")
+        yield external
+        return
+    from pathlib import Path
+
+    from machpay.localnet.node import LocalnetError, LocalnetNode
+    from machpay.testing import free_port
+
+    target = os.environ.get(LOCALNET_TARGET_ENV)
+    node = LocalnetNode(
+        port=free_port(),
+        home=tmp_path_factory.mktemp("localnet"),
+        target_dir=Path(target) if target else None,
+    )
+    started = time.monotonic()
+    try:
+        node.start(die_with_parent=True, timeout=60)
+    except LocalnetError as exc:
+        pytest.fail(f"no local Solana node: {exc}", pytrace=False)
+    _broker_report.append(
+        f"localnet_url: machpay-localnet on {node.url} ready in "
+        f"{time.monotonic() - started:.1f}s (build check + start)"
+    )
+    try:
+        yield node.url
+    finally:
+        node.stop()

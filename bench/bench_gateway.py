@@ -84,7 +84,8 @@ def _process(
 def _gateway_config(
     path: Path, *, kafka: Any, upstream: str, spool: Path, payments: bool, fsync: bool
 ) -> Path:
-    from machpay.gateway.testing import FREE_ROUTES, PAID_ROUTES, to_toml
+    from machpay.config import to_toml
+    from machpay.gateway.testing import FREE_ROUTES, PAID_ROUTES
     from machpay.protocol import Keypair
 
     gateway: dict[str, Any] = {

@@ -9,7 +9,7 @@ cache=${MACHPAY_CACHE:-$HOME/.cache/machpay}
 venv=${MACHPAY_VENV:-$cache/venv}
 python=${PYTHON:-python3.11}
 
-components=(core sdk gateway ingest streams settle api)
+components=(core sdk gateway ingest streams settle api demo)
 
 stamp_input() {
   cat "$here/constraints.txt" "$here/requirements-dev.txt"

@@ -172,7 +172,7 @@ async def test_undecodable_record_names_topic_partition_and_offset_and_can_be_de
     assert back["origin"] == {"topic": name, "partition": 2, "offset": meta.offset}
 
 
-def test_demo_command_accounts_for_every_intent(kafka_settings: Settings) -> None:
+def test_kafka_smoke_command_accounts_for_every_intent(kafka_settings: Settings) -> None:
     env = {
         "MACHPAY_KAFKA__TOPIC_PREFIX": kafka_settings.kafka.topic_prefix,
         "MACHPAY_KAFKA__SESSION_TIMEOUT_MS": str(kafka_settings.kafka.session_timeout_ms),
@@ -180,10 +180,10 @@ def test_demo_command_accounts_for_every_intent(kafka_settings: Settings) -> Non
     }
     result = CliRunner().invoke(
         cli,
-        ["demo", "--bootstrap", kafka_settings.kafka.bootstrap_servers, "--count", "800"],
+        ["kafka", "smoke", "--bootstrap", kafka_settings.kafka.bootstrap_servers, "--count", "800"],
         env=env,
     )
-    assert result.exit_code == 0, f"machpay demo failed:\n{result.output}"
+    assert result.exit_code == 0, f"machpay kafka smoke failed:\n{result.output}"
     assert "RESULT: every intent accounted for" in result.output, result.output
     assert "duplicates dropped     50" in result.output
     assert "bad_signature: 5" in result.output

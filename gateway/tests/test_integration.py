@@ -22,14 +22,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from machpay import topics
-from machpay.config import Settings
+from machpay.config import Settings, to_toml
 from machpay.gateway.app import Gateway
 from machpay.gateway.testing import (
     PayingAgent,
     accepted_ids,
     echo_upstream,
     gateway_settings,
-    to_toml,
     wait_until,
 )
 from machpay.kafka.clients import producer_kwargs, topic_name

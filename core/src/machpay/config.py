@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -464,6 +465,30 @@ class StreamsSettings(Section):
     verify_signatures: bool = Field(
         True, description="Check every intent's Ed25519 signature again (dead-letter forgeries)."
     )
+    chunk_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Longest wait for a chunk to reach fetch_max_records before it is applied.",
+    )
+    commit_interval_ms: int = Field(
+        1_000,
+        ge=10,
+        description="How often Faust commits offsets of applied chunks (broker_commit_interval).",
+    )
+    standby_replicas: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="Standby copies of the state table kept for partitions a worker does not own.",
+    )
+    state_replication_factor: int = Field(
+        1, ge=1, le=16, description="Replication factor of the state table's changelog topic."
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Faust's data directory (state lives in memory; default: a temporary one).",
+    )
 
 
 def _check_pubkey(value: str) -> str:
@@ -665,3 +690,33 @@ def _describe(
         message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"setting {setting} ({source}): {message}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def to_toml(sections: dict[str, dict[str, Any]]) -> str:
+    """Settings sections as TOML (scalars, lists of scalars, arrays of tables):
+    what tools write for the services they start (the demo, tests)."""
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return repr(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        return orjson.dumps(str(value)).decode()
+
+    lines: list[str] = []
+    for section, values in sections.items():
+        tables = {
+            k: v for k, v in values.items() if isinstance(v, list) and v and isinstance(v[0], dict)
+        }
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if key not in tables and value is not None:
+                lines.append(f"{key} = {scalar(value)}")
+        for key, rows in tables.items():
+            for row in rows:
+                lines.append(f"[[{section}.{key}]]")
+                lines.extend(f"{k} = {scalar(v)}" for k, v in row.items() if v is not None)
+        lines.append("")
+    return "\n".join(lines)

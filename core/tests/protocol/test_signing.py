@@ -26,6 +26,7 @@ from machpay.protocol.signing import (
     is_on_curve,
     is_small_order,
     sign_raw,
+    verify_strict_libsodium,
 )
 
 # --- reference edwards25519 (extended coordinates are overkill here: affine is fine) ---
@@ -389,3 +390,51 @@ def test_any_bit_flip_is_rejected(message: bytes, data: st.DataObject) -> None:
 def test_honest_signatures_always_verify(message: bytes, seed: bytes) -> None:
     keypair = Keypair.from_seed(seed)
     verify_strict(message, keypair.sign(message), keypair.public)
+
+
+# --- the production verifier (dalek via solders) decides exactly like libsodium ---
+
+
+def _decision(verify: object, message: bytes, signature: bytes, key: bytes) -> str | None:
+    assert callable(verify)
+    try:
+        verify(message, signature, key)
+    except ProtocolError as exc:
+        return f"{exc.reason.value}:{exc.field}"
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    message=st.binary(min_size=0, max_size=200),
+    flip=st.integers(min_value=-1, max_value=64 * 8 - 1),
+)
+def test_dalek_and_libsodium_agree_on_honest_and_tampered_signatures(
+    seed: bytes, message: bytes, flip: int
+) -> None:
+    key = Keypair.from_seed(seed)
+    signature = bytearray(key.sign(message))
+    if flip >= 0:
+        signature[flip // 8] ^= 1 << (flip % 8)
+    both = {
+        _decision(verify, message, bytes(signature), key.public)
+        for verify in (verify_strict, verify_strict_libsodium)
+    }
+    assert len(both) == 1, f"verifiers disagree: {both}"
+    if flip < 0:
+        assert both == {None}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    message=st.binary(max_size=97),
+    signature=st.binary(min_size=64, max_size=64),
+    key=st.binary(min_size=32, max_size=32),
+)
+def test_dalek_and_libsodium_agree_on_arbitrary_bytes(
+    message: bytes, signature: bytes, key: bytes
+) -> None:
+    assert _decision(verify_strict, message, signature, key) == _decision(
+        verify_strict_libsodium, message, signature, key
+    )

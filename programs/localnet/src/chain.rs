@@ -206,8 +206,10 @@ impl Chain {
             .map(|(_, slot)| slot + BLOCKHASH_WINDOW as u64)
     }
 
+    /// Whether a transaction signed with `blockhash` can still land: its slot
+    /// is at most [`BLOCKHASH_WINDOW`] slots old (a warp ages it too).
     pub fn is_blockhash_valid(&self, blockhash: &Hash) -> bool {
-        self.last_valid_slot(blockhash).is_some()
+        self.last_valid_slot(blockhash).is_some_and(|last| last >= self.slot)
     }
 
     pub fn account(&self, address: &Address) -> Option<Account> {

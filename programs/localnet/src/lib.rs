@@ -11,6 +11,8 @@ pub mod bridge;
 pub mod chain;
 pub mod programs;
 pub mod rpc;
+pub mod testkit;
 mod stubs;
 
 pub use chain::{Chain, LandedTransaction, Rejection, Simulation};
+pub use testkit::MachPayNet;

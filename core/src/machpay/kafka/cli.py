@@ -11,6 +11,7 @@ from machpay.cli import AppContext, pass_app
 from machpay.config import LocalKafkaSettings, Settings
 from machpay.kafka.admin import KafkaAdminError, TopicResult, create_topics, list_topics
 from machpay.kafka.broker import BrokerError, LocalBroker
+from machpay.kafka.smoke import smoke
 
 _DATA_DIR_HELP = (
     "Broker data directory: KRaft storage, generated server.properties, logs and pid "
@@ -263,3 +264,6 @@ def topics(app: AppContext, *, bootstrap: str | None, prefix: str | None, list_o
             click.echo(f"{name} ({parts} partitions)")
         return
     _ensure_topics(settings, prefix)
+
+
+kafka.add_command(smoke)

@@ -53,13 +53,26 @@ def localnet() -> None:
 
 
 @localnet.command("up")
-@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="TCP port of the JSON-RPC endpoint.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (keep it local: the faucet is open).")
+@click.option(
+    "--port",
+    type=int,
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="TCP port of the JSON-RPC endpoint.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind (keep it local: the faucet is open).",
+)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
 @click.option("--target-dir", type=click.Path(file_okay=False, path_type=Path), help=_TARGET_HELP)
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), help=_WORKSPACE_HELP)
 @click.option("--no-build", is_flag=True, help="Do not run cargo; start the binary already built.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for getHealth.")
+@click.option(
+    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for getHealth."
+)
 def up(
     *,
     port: int,
@@ -86,7 +99,9 @@ def up(
 
 @localnet.command("down")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds before SIGKILL.")
+@click.option(
+    "--timeout", type=float, default=10.0, show_default=True, help="Seconds before SIGKILL."
+)
 def down(*, home: Path | None, timeout: float) -> None:
     """Stop the node of this home (its chain state is discarded)."""
     node = _node(home=home)

@@ -83,7 +83,7 @@ def rpc_call(url: str, method: str, params: list[Any] | None = None, timeout: fl
     request = urllib.request.Request(
         url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (local URL)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         reply = json.loads(response.read())
     if "error" in reply:
         raise LocalnetError(f"{method}: {reply['error'].get('message')}")
@@ -218,9 +218,7 @@ class LocalnetNode:
         ]
         env = {**os.environ, "CARGO_TARGET_DIR": str(self.target_dir), "CARGO_TERM_COLOR": "never"}
         started = time.monotonic()
-        proc = subprocess.Popen(  # noqa: S603 (fixed argv)
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
-        )
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         assert proc.stderr is not None
         tail: list[str] = []
         for raw in proc.stderr:
@@ -265,7 +263,9 @@ class LocalnetNode:
         except (OSError, LocalnetError, ValueError):
             return False
 
-    def start(self, *, timeout: float = 30.0, build: bool = True, die_with_parent: bool = False) -> int:
+    def start(
+        self, *, timeout: float = 30.0, build: bool = True, die_with_parent: bool = False
+    ) -> int:
         """Build when needed, start the node detached, wait for getHealth; returns the pid.
 
         When this home's node already runs, says so and returns its pid (the
@@ -290,7 +290,7 @@ class LocalnetNode:
         self.home.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(  # noqa: S603 (fixed argv)
+            proc = subprocess.Popen(
                 [str(self.binary), "--bind", self.host, "--port", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -114,18 +114,17 @@ class WireDecodeError(WireError):
 
     def dead_letter(self, *, source: str, at_ms: int) -> dict[str, Any]:
         """A ``machpay.RejectedIntent`` value recording this failure, raw bytes included."""
-        return {
-            "reason": self.reason,
-            "detail": str(self),
-            "field": None,
-            "source": source,
-            "at_ms": at_ms,
-            "agent": None,
-            "message": None,
-            "signature": None,
-            "raw": self.raw,
-            "origin": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
-        }
+        from machpay.wire.rejected import dead_letter, record_origin
+
+        return dead_letter(
+            reason=self.reason,
+            detail=str(self),
+            source=source,
+            at_ms=at_ms,
+            raw=self.raw,
+            origin=record_origin(self.topic, self.partition, self.offset),
+            max_raw=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ from machpay.protocol import (
 )
 from machpay.wire import WireCodec
 from machpay.wire.intents import AcceptedIntent
+from machpay.wire.rejected import dead_letter
 from machpay.x402 import (
     PAYMENT_REQUIRED_ERROR,
     PAYMENT_REQUIRED_HEADER,
@@ -557,18 +558,17 @@ class Gateway:
         if not self.payments or not self.started:
             return
         self.emitter.reject(
-            {
-                "reason": refusal.reason,
-                "detail": f"{route.pattern}: {refusal.detail}",
-                "field": refusal.field,
-                "source": SOURCE,
-                "at_ms": int(self.clock() * 1000),
-                "agent": refusal.agent,
-                "message": refusal.message,
-                "signature": refusal.signature,
-                "raw": refusal.raw[:4096] if refusal.raw is not None else None,
-                "origin": None,
-            }
+            dead_letter(
+                reason=refusal.reason,
+                detail=f"{route.pattern}: {refusal.detail}",
+                field=refusal.field,
+                source=SOURCE,
+                at_ms=int(self.clock() * 1000),
+                agent=refusal.agent,
+                message=refusal.message,
+                signature=refusal.signature,
+                raw=refusal.raw,
+            )
         )
 
     # -- serving ---------------------------------------------------------------------------

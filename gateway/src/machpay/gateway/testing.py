@@ -222,35 +222,6 @@ def accepted_ids(batches: list[dict[str, Any]]) -> list[bytes]:
     return [bytes(record["id"]) for batch in batches for record in batch["intents"]]
 
 
-def to_toml(sections: dict[str, dict[str, Any]]) -> str:
-    """Just enough TOML for settings: scalars, lists of scalars, arrays of tables."""
-
-    def scalar(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, int | float):
-            return repr(value)
-        if isinstance(value, list):
-            return "[" + ", ".join(scalar(v) for v in value) + "]"
-        return orjson.dumps(str(value)).decode()
-
-    lines: list[str] = []
-    for section, values in sections.items():
-        tables = {
-            k: v for k, v in values.items() if isinstance(v, list) and v and isinstance(v[0], dict)
-        }
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            if key not in tables and value is not None:
-                lines.append(f"{key} = {scalar(value)}")
-        for key, rows in tables.items():
-            for row in rows:
-                lines.append(f"[[{section}.{key}]]")
-                lines.extend(f"{k} = {scalar(v)}" for k, v in row.items() if v is not None)
-        lines.append("")
-    return "\n".join(lines)
-
-
 async def wait_until(predicate: Callable[[], bool], seconds: float, step: float = 0.02) -> bool:
     """Poll ``predicate`` until it holds or ``seconds`` pass; returns the last answer."""
     for _ in range(max(1, int(seconds / step))):

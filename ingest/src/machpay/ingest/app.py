@@ -51,7 +51,6 @@ from machpay.ingest.schemas import (
     request_body,
 )
 from machpay.ingest.validation import (
-    MAX_RAW,
     Binding,
     RecordError,
     validate_intents,
@@ -62,6 +61,7 @@ from machpay.kafka.packing import MAX_INTENTS_PER_RECORD, pack_by_partition
 from machpay.protocol import address_to_bytes
 from machpay.wire import WireCodec, WireDecodeError
 from machpay.wire.intents import AcceptedIntent, intent_batch
+from machpay.wire.rejected import dead_letter
 
 SOURCE = "ingest"
 AVRO_INTENTS = "application/vnd.machpay.intentbatch+avro"
@@ -356,18 +356,14 @@ class Ingest:
         The request is refused either way; if Kafka cannot take the dead letter
         within DEAD_LETTER_SECONDS it is only counted (metrics), never retried.
         """
-        record = {
-            "reason": error.error,
-            "detail": f"POST /v1/intents from {who.name}: {error.detail}",
-            "field": error.field,
-            "source": SOURCE,
-            "at_ms": self.now_ms(),
-            "agent": None,
-            "message": None,
-            "signature": None,
-            "raw": body[:MAX_RAW] if body is not None else None,
-            "origin": None,
-        }
+        record = dead_letter(
+            reason=error.error,
+            detail=f"POST /v1/intents from {who.name}: {error.detail}",
+            field=error.field,
+            source=SOURCE,
+            at_ms=self.now_ms(),
+            raw=body,
+        )
         value = self.codec.encode(topics.INTENTS_REJECTED, record)
         try:
             async with asyncio.timeout(DEAD_LETTER_SECONDS):

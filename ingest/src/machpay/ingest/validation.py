@@ -33,6 +33,7 @@ from machpay.protocol import (
     channel_address,
 )
 from machpay.wire.intents import AcceptedIntent
+from machpay.wire.rejected import MAX_RAW, dead_letter
 
 MAX_SERVICE = 200
 MAX_ROUTE = 1_024
@@ -40,7 +41,6 @@ MAX_URL = 4_096
 MAX_METHOD = 16
 MAX_ERROR = 2_048
 MAX_SDK_VERSION = 64
-MAX_RAW = 4_096
 I64_MAX = 2**63 - 1
 OUTCOMES = frozenset({"PAID", "FREE", "REFUSED_BY_POLICY", "PAYMENT_REJECTED", "ERROR"})
 _METHOD = re.compile(r"^[A-Z]{1,16}$")
@@ -78,18 +78,17 @@ class RecordError:
 
     def dead_letter(self, *, source: str, at_ms: int) -> dict[str, Any]:
         """The ``machpay.RejectedIntent`` value for intents.rejected."""
-        return {
-            "reason": self.reason,
-            "detail": f"record {self.index}: {self.detail}",
-            "field": self.field,
-            "source": source,
-            "at_ms": at_ms,
-            "agent": self.agent,
-            "message": self.message,
-            "signature": self.signature,
-            "raw": self.raw[:MAX_RAW] if self.raw is not None else None,
-            "origin": None,
-        }
+        return dead_letter(
+            reason=self.reason,
+            detail=f"record {self.index}: {self.detail}",
+            field=self.field,
+            source=source,
+            at_ms=at_ms,
+            agent=self.agent,
+            message=self.message,
+            signature=self.signature,
+            raw=self.raw,
+        )
 
 
 class RecordRefusedError(Exception):

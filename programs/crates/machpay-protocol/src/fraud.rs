@@ -81,7 +81,11 @@ pub fn detect(a: SignedIntentRef<'_>, b: SignedIntentRef<'_>) -> Result<Option<(
 /// `kind` holds (`invalid_proof`/`kind`), the pair is in canonical order
 /// (`invalid_proof`/`order`). Returns the proof id. Signatures are the
 /// caller's job (the Ed25519 precompile on-chain).
-pub fn verify_proof(kind: FraudKind, first: SignedIntentRef<'_>, second: SignedIntentRef<'_>) -> Result<[u8; 32], ProtocolError> {
+pub fn verify_proof(
+    kind: FraudKind,
+    first: SignedIntentRef<'_>,
+    second: SignedIntentRef<'_>,
+) -> Result<[u8; 32], ProtocolError> {
     let (i1, i2) = (Intent::parse(first.message)?, Intent::parse(second.message)?);
     let order = match kind {
         FraudKind::Equivocation => equivocation_order(&first, &i1, &second, &i2),

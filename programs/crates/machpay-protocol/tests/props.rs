@@ -12,8 +12,8 @@ use machpay_protocol::{Intent, Reason, INTENT_LEN};
 use proptest::prelude::*;
 
 fn arb_intent() -> impl Strategy<Value = Intent> {
-    (any::<[u8; 8]>(), any::<[u8; 32]>(), any::<u64>(), 1..=u64::MAX, any::<i64>(), any::<[u8; 16]>(), any::<u64>()).prop_map(
-        |(domain, channel, nonce, cumulative, expires_at, context, amount_seed)| Intent {
+    (any::<[u8; 8]>(), any::<[u8; 32]>(), any::<u64>(), 1..=u64::MAX, any::<i64>(), any::<[u8; 16]>(), any::<u64>())
+        .prop_map(|(domain, channel, nonce, cumulative, expires_at, context, amount_seed)| Intent {
             domain,
             channel,
             nonce,
@@ -21,8 +21,7 @@ fn arb_intent() -> impl Strategy<Value = Intent> {
             amount: 1 + amount_seed % cumulative,
             expires_at,
             context,
-        },
-    )
+        })
 }
 
 /// Values streams produced for these inputs (machpay.streams.state.batch_id
@@ -43,7 +42,16 @@ fn batch_id_equals_streams() {
 
 #[test]
 fn parse_reports_the_first_failure_in_protocol_order() {
-    let good = Intent { domain: *b"mp-test1", channel: [7; 32], nonce: 1, cumulative: 5, amount: 5, expires_at: 0, context: [0; 16] }.to_bytes();
+    let good = Intent {
+        domain: *b"mp-test1",
+        channel: [7; 32],
+        nonce: 1,
+        cumulative: 5,
+        amount: 5,
+        expires_at: 0,
+        context: [0; 16],
+    }
+    .to_bytes();
     // bad magic AND bad version AND zero amount: magic wins
     let mut m = good;
     m[0] = 0;
@@ -217,7 +225,15 @@ proptest! {
 #[test]
 fn inconsistency_sum_may_exceed_u64() {
     let agent = [9u8; 32];
-    let a = Intent { domain: *b"mp-test1", channel: [1; 32], nonce: 1, cumulative: u64::MAX, amount: 1, expires_at: 0, context: [0; 16] };
+    let a = Intent {
+        domain: *b"mp-test1",
+        channel: [1; 32],
+        nonce: 1,
+        cumulative: u64::MAX,
+        amount: 1,
+        expires_at: 0,
+        context: [0; 16],
+    };
     let b = Intent { nonce: 2, cumulative: u64::MAX, amount: u64::MAX, ..a };
     let (ma, mb) = (a.to_bytes(), b.to_bytes());
     let r = |m| SignedIntentRef { message: m, agent: &agent };
@@ -229,15 +245,24 @@ fn precompile_header_errors_name_the_part() {
     let (k, s, m) = ([1u8; 32], [2u8; 64], [3u8; 97]);
     let data = ed25519::build(&[(&k, &s, &m), (&k, &s, &m)]);
     assert_eq!(ed25519::parse(&[0u8; 32], &data, 2).unwrap_err(), PrecompileError::WrongProgram);
-    assert!(matches!(ed25519::parse(&ED25519_PROGRAM_ID, &data, 1), Err(PrecompileError::SignatureCount { expected: 1, found: 2 })));
-    assert!(matches!(ed25519::parse(&ED25519_PROGRAM_ID, &[], 1), Err(PrecompileError::SignatureCount { found: 0, .. })));
+    assert!(matches!(
+        ed25519::parse(&ED25519_PROGRAM_ID, &data, 1),
+        Err(PrecompileError::SignatureCount { expected: 1, found: 2 })
+    ));
+    assert!(matches!(
+        ed25519::parse(&ED25519_PROGRAM_ID, &[], 1),
+        Err(PrecompileError::SignatureCount { found: 0, .. })
+    ));
     let mut padded = data.clone();
     padded[1] = 1;
     assert_eq!(ed25519::parse(&ED25519_PROGRAM_ID, &padded, 2).unwrap_err(), PrecompileError::Padding);
     let mut long = data.clone();
     long.push(0);
     assert!(matches!(ed25519::parse(&ED25519_PROGRAM_ID, &long, 2), Err(PrecompileError::DataLength { .. })));
-    assert!(matches!(ed25519::parse(&ED25519_PROGRAM_ID, &data[..data.len() - 1], 2), Err(PrecompileError::DataLength { .. })));
+    assert!(matches!(
+        ed25519::parse(&ED25519_PROGRAM_ID, &data[..data.len() - 1], 2),
+        Err(PrecompileError::DataLength { .. })
+    ));
     // zero signatures is never a voucher set
     assert!(matches!(ed25519::parse(&ED25519_PROGRAM_ID, &[0, 0], 0), Err(PrecompileError::SignatureCount { .. })));
     let _ = OffsetField::MessageDataSize.as_str();

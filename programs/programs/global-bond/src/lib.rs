@@ -20,8 +20,9 @@ pub const MACHPAY_PROGRAM_ID: Pubkey = pubkey!("MachPay1111111111111111111111111
 /// Seed of that PDA (in the MachPay program).
 pub const BOND_AUTHORITY_SEED: &[u8] = b"bond_authority";
 /// `find_program_address([b"bond_authority"], MachPay)`, computed at compile time.
-pub const MACHPAY_BOND_AUTHORITY: Pubkey =
-    Pubkey::new_from_array(anchor_lang::derive_program_address(&[BOND_AUTHORITY_SEED], &MACHPAY_PROGRAM_ID.to_bytes()).0);
+pub const MACHPAY_BOND_AUTHORITY: Pubkey = Pubkey::new_from_array(
+    anchor_lang::derive_program_address(&[BOND_AUTHORITY_SEED], &MACHPAY_PROGRAM_ID.to_bytes()).0,
+);
 
 #[program]
 pub mod global_bond {

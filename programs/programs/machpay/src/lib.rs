@@ -19,11 +19,21 @@ declare_id!("MachPay111111111111111111111111111111111111");
 pub mod machpay {
     use super::*;
 
-    pub fn initialize(ctx: Context<Initialize>, domain: [u8; 8], treasury: Pubkey, prover_reward_bps: u16) -> Result<()> {
+    pub fn initialize(
+        ctx: Context<Initialize>,
+        domain: [u8; 8],
+        treasury: Pubkey,
+        prover_reward_bps: u16,
+    ) -> Result<()> {
         instructions::initialize::handler(ctx, domain, treasury, prover_reward_bps)
     }
 
-    pub fn update_config(ctx: Context<UpdateConfig>, new_admin: Pubkey, treasury: Pubkey, prover_reward_bps: u16) -> Result<()> {
+    pub fn update_config(
+        ctx: Context<UpdateConfig>,
+        new_admin: Pubkey,
+        treasury: Pubkey,
+        prover_reward_bps: u16,
+    ) -> Result<()> {
         instructions::update_config::handler(ctx, new_admin, treasury, prover_reward_bps)
     }
 
@@ -31,7 +41,12 @@ pub mod machpay {
         instructions::open_channel::handler(ctx)
     }
 
-    pub fn settle<'info>(ctx: Context<'info, Settle<'info>>, root: [u8; 32], leaf_count: u64, total: u64) -> Result<()> {
+    pub fn settle<'info>(
+        ctx: Context<'info, Settle<'info>>,
+        root: [u8; 32],
+        leaf_count: u64,
+        total: u64,
+    ) -> Result<()> {
         instructions::settle::handler(ctx, root, leaf_count, total)
     }
 

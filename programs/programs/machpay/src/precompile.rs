@@ -4,8 +4,8 @@
 //! executing (so one precompile serves exactly one MachPay instruction), at
 //! the top level. Its data is then checked by
 //! `machpay_protocol::ed25519::parse` against the single canonical layout.
-use anchor_lang::prelude::*;
 use anchor_lang::compat::solana_instructions_sysvar::{load_current_index_checked, load_instruction_at_checked};
+use anchor_lang::prelude::*;
 use anchor_lang::solana_program::instruction::Instruction;
 
 use crate::error::MachPayError;

@@ -71,7 +71,10 @@ mod tests {
         assert_eq!(terms(&ServiceTerms { price: 0, ..ok.clone() }), Err(RegistryError::ZeroPrice));
         assert_eq!(terms(&ServiceTerms { unit: String::new(), ..ok.clone() }), Err(RegistryError::UnitLength));
         assert_eq!(terms(&ServiceTerms { unit: "u".repeat(17), ..ok.clone() }), Err(RegistryError::UnitLength));
-        assert_eq!(terms(&ServiceTerms { metadata_uri: "m".repeat(201), ..ok.clone() }), Err(RegistryError::MetadataUriLength));
+        assert_eq!(
+            terms(&ServiceTerms { metadata_uri: "m".repeat(201), ..ok.clone() }),
+            Err(RegistryError::MetadataUriLength)
+        );
         assert_eq!(terms(&ServiceTerms { gateway_url: "nope".into(), ..ok }), Err(RegistryError::GatewayUrl));
     }
 }

@@ -21,8 +21,15 @@ def streams() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 @pass_app
 def worker(app: AppContext, worker_id: str | None, log_level: str) -> None:
-    """Consume intents.accepted and publish proofs, statuses and batches until stopped."""
-    from machpay.streams.worker import StreamsWorker
+    """Consume intents.accepted and publish proofs, statuses and batches until stopped.
+
+    Runs the Faust app (machpay.streams.app): workers with the same
+    streams.group_id share the partitions of intents.accepted; state lives in
+    memory and in the changelogged state table. SIGTERM stops gracefully
+    (flush markers for open batches). Settings: the [streams] and [kafka]
+    sections, or MACHPAY_STREAMS__<FIELD> / MACHPAY_KAFKA__<FIELD>.
+    """
+    from machpay.streams.app import StreamsApp
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     settings = app.settings
@@ -36,7 +43,7 @@ def worker(app: AppContext, worker_id: str | None, log_level: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = StreamsWorker(settings)
+        runner = StreamsApp(settings)
         click.echo(f"streams worker {settings.streams.worker_id} starting", err=True)
         await runner.run(stop)
         click.echo(f"streams worker stopped: {runner.counters}", err=True)

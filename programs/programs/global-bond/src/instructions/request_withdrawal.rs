@@ -21,7 +21,8 @@ pub fn handler(ctx: Context<RequestWithdrawal>, amount: u64) -> Result<()> {
     let bond = &mut ctx.accounts.bond;
     require!(amount <= bond.balance, BondError::InsufficientBond);
     let now = Clock::get()?.unix_timestamp;
-    let unlock_at = timelock::unlock_at(now, ctx.accounts.config.withdrawal_timelock).map_err(|_| BondError::Overflow)?;
+    let unlock_at =
+        timelock::unlock_at(now, ctx.accounts.config.withdrawal_timelock).map_err(|_| BondError::Overflow)?;
     bond.pending_withdrawal = amount;
     bond.unlock_at = unlock_at;
     emit_event(WithdrawalRequested { agent: bond.agent, amount, unlock_at });

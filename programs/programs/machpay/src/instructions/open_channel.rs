@@ -33,6 +33,11 @@ pub fn handler(ctx: Context<OpenChannel>) -> Result<()> {
     channel.settled = 0;
     channel.last_nonce = 0;
     channel.bump = ctx.bumps.channel;
-    emit_event(ChannelOpened { channel: channel.key(), agent: channel.agent, vendor: channel.vendor, asset: channel.asset });
+    emit_event(ChannelOpened {
+        channel: channel.key(),
+        agent: channel.agent,
+        vendor: channel.vendor,
+        asset: channel.asset,
+    });
     Ok(())
 }

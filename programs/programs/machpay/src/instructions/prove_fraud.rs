@@ -60,8 +60,12 @@ pub fn handler(ctx: Context<ProveFraud>, kind: u8, proof_id: [u8; 32]) -> Result
     require_keys_eq!(ctx.accounts.bond.agent, agent, MachPayError::WrongBond);
     // Only intents addressed to this deployment are judged here (the rule
     // itself requires both to carry the same domain).
-    Intent::parse(first.message).map_err(MachPayError::from)?.check_domain(&ctx.accounts.config.domain).map_err(MachPayError::from)?;
-    let computed = fraud::verify_proof(kind, first.signed_intent(), second.signed_intent()).map_err(MachPayError::from)?;
+    Intent::parse(first.message)
+        .map_err(MachPayError::from)?
+        .check_domain(&ctx.accounts.config.domain)
+        .map_err(MachPayError::from)?;
+    let computed =
+        fraud::verify_proof(kind, first.signed_intent(), second.signed_intent()).map_err(MachPayError::from)?;
     require!(computed == proof_id, MachPayError::ProofIdMismatch);
 
     let slashed = ctx.accounts.bond.balance;

@@ -4,7 +4,9 @@
 //! precompile carrying K canonical entries, instruction i is this one with
 //! K (channel, bond) pairs in `remaining_accounts`, pair j for entry j.
 use anchor_lang::prelude::*;
-use anchor_lang::system_program::{allocate, assign, create_account, transfer, Allocate, Assign, CreateAccount, Transfer};
+use anchor_lang::system_program::{
+    allocate, assign, create_account, transfer, Allocate, Assign, CreateAccount, Transfer,
+};
 use global_bond::program::GlobalBond;
 use global_bond::state::Bond;
 use machpay_protocol::batch::batch_id;
@@ -43,11 +45,12 @@ pub struct Settle<'info> {
 
 pub fn handler<'info>(ctx: Context<'info, Settle<'info>>, root: [u8; 32], leaf_count: u64, total: u64) -> Result<()> {
     let pairs = ctx.remaining_accounts;
-    require!(!pairs.is_empty() && pairs.len() % 2 == 0, MachPayError::RemainingAccounts);
+    require!(!pairs.is_empty() && pairs.chunks_exact(2).remainder().is_empty(), MachPayError::RemainingAccounts);
     let count = pairs.len() / 2;
 
     let precompile = preceding_instruction(&ctx.accounts.instructions)?;
-    let entries = ed25519::parse(&precompile.program_id.to_bytes(), &precompile.data, count).map_err(MachPayError::from)?;
+    let entries =
+        ed25519::parse(&precompile.program_id.to_bytes(), &precompile.data, count).map_err(MachPayError::from)?;
 
     let vendor = ctx.accounts.vendor.key();
     let mut channels = Vec::with_capacity(count);
@@ -136,7 +139,10 @@ fn load_or_open_channel<'info>(
 ) -> Result<Channel> {
     if info.owner == ctx.program_id {
         let channel = Channel::try_deserialize(&mut &info.try_borrow_data()?[..])?;
-        require!(channel.agent == *agent && channel.vendor == *vendor && channel.asset.to_bytes() == NATIVE_ASSET, MachPayError::WrongChannel);
+        require!(
+            channel.agent == *agent && channel.vendor == *vendor && channel.asset.to_bytes() == NATIVE_ASSET,
+            MachPayError::WrongChannel
+        );
         let derived = Pubkey::create_program_address(
             &[CHANNEL_SEED, agent.as_ref(), vendor.as_ref(), &NATIVE_ASSET, &[channel.bump]],
             ctx.program_id,
@@ -146,7 +152,8 @@ fn load_or_open_channel<'info>(
         return Ok(channel);
     }
 
-    let (derived, bump) = Pubkey::find_program_address(&[CHANNEL_SEED, agent.as_ref(), vendor.as_ref(), &NATIVE_ASSET], ctx.program_id);
+    let (derived, bump) =
+        Pubkey::find_program_address(&[CHANNEL_SEED, agent.as_ref(), vendor.as_ref(), &NATIVE_ASSET], ctx.program_id);
     require_keys_eq!(derived, info.key(), MachPayError::WrongChannel);
     let channel = Channel {
         agent: *agent,
@@ -156,7 +163,12 @@ fn load_or_open_channel<'info>(
         last_nonce: 0,
         bump,
     };
-    create_pda(ctx, info, &[CHANNEL_SEED, agent.as_ref(), vendor.as_ref(), &NATIVE_ASSET, &[bump]], 8 + Channel::INIT_SPACE)?;
+    create_pda(
+        ctx,
+        info,
+        &[CHANNEL_SEED, agent.as_ref(), vendor.as_ref(), &NATIVE_ASSET, &[bump]],
+        8 + Channel::INIT_SPACE,
+    )?;
     channel.try_serialize(&mut &mut info.try_borrow_mut_data()?[..])?;
     emit_event(ChannelOpened { channel: info.key(), agent: *agent, vendor: *vendor, asset: channel.asset });
     Ok(channel)
@@ -165,7 +177,12 @@ fn load_or_open_channel<'info>(
 /// Create a MachPay-owned PDA paid by the settler. Someone may have sent
 /// lamports to the address beforehand (which would make `create_account`
 /// fail forever): then top up, allocate and assign instead.
-fn create_pda<'info>(ctx: &Context<'info, Settle<'info>>, info: &'info AccountInfo<'info>, seeds: &[&[u8]], space: usize) -> Result<()> {
+fn create_pda<'info>(
+    ctx: &Context<'info, Settle<'info>>,
+    info: &'info AccountInfo<'info>,
+    seeds: &[&[u8]],
+    space: usize,
+) -> Result<()> {
     let system = ctx.accounts.system_program.key();
     let settler = ctx.accounts.settler.to_account_info();
     let rent = Rent::get()?.minimum_balance(space);
@@ -182,6 +199,9 @@ fn create_pda<'info>(ctx: &Context<'info, Settle<'info>>, info: &'info AccountIn
     if current < rent {
         transfer(CpiContext::new(system, Transfer { from: settler, to: info.clone() }), rent - current)?;
     }
-    allocate(CpiContext::new_with_signer(system, Allocate { account_to_allocate: info.clone() }, signer), space as u64)?;
+    allocate(
+        CpiContext::new_with_signer(system, Allocate { account_to_allocate: info.clone() }, signer),
+        space as u64,
+    )?;
     assign(CpiContext::new_with_signer(system, Assign { account_to_assign: info.clone() }, signer), ctx.program_id)
 }

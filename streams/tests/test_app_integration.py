@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -21,8 +20,8 @@ from machpay.config import Settings, StreamsSettings
 from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import SignedIntent, merkle_root
+from machpay.streams.app import StreamsApp
 from machpay.streams.traffic import Agent, accepted, keypair, vendor_key
-from machpay.streams.worker import StreamsWorker
 from machpay.wire import WireCodec
 from machpay.wire.intents import AcceptedIntent, intent_batch
 
@@ -79,8 +78,10 @@ def make_traffic(n_agents: int = 8, per_agent: int = 25) -> Traffic:
 
 async def produce(
     settings: Settings, intents: list[AcceptedIntent], *, garbage: bool = False
-) -> None:
+) -> int:
+    """Send ``intents`` packed by partition (10 per record); the number of records."""
     kafka = settings.kafka
+    sent = 0
     topic = topic_name(topics.INTENTS_ACCEPTED, kafka)
     codec = WireCodec(topic_prefix=kafka.topic_prefix)
     producer = AIOKafkaProducer(**producer_kwargs(kafka, role="test"))
@@ -91,10 +92,13 @@ async def produce(
             for chunk in chunks:
                 value = codec.encode(topic, intent_batch(chunk, producer="test", now_ms=1))
                 await producer.send_and_wait(topic, value, partition=partition)
+                sent += 1
         if garbage:
             await producer.send_and_wait(topic, b"\x00not avro at all", partition=0)
+            sent += 1
     finally:
         await producer.stop()
+    return sent
 
 
 async def read_topic(
@@ -182,7 +186,7 @@ async def test_worker_dedupes_proves_bans_and_batches_every_intent_once(
     traffic = make_traffic()
     await produce(settings, traffic.intents, garbage=True)
     stop = asyncio.Event()
-    worker = StreamsWorker(settings)
+    worker = StreamsApp(settings)
     task = asyncio.create_task(worker.run(stop))
     try:
         batches = await read_topic(
@@ -240,6 +244,12 @@ def worker_process(settings: Settings, name: str) -> Any:
     )
 
 
+def named(settings: Settings, worker_id: str) -> Settings:
+    return settings.model_copy(
+        update={"streams": settings.streams.model_copy(update={"worker_id": worker_id})}
+    )
+
+
 @pytest.mark.slow
 async def test_kill_9_mid_stream_and_two_restarted_workers_change_no_outcome(
     kafka_settings: Settings,
@@ -249,14 +259,22 @@ async def test_kill_9_mid_stream_and_two_restarted_workers_change_no_outcome(
     half = len(traffic.intents) // 2
     await produce(settings, traffic.intents[:half])
     first = await worker_process(settings, "first")
-    procs = [first]
     try:
         early = await read_topic(settings, topics.BATCHES_READY, lambda b: len(b) >= 3, 40)
         assert len(early) >= 3, "the first worker produced no batches"
         await produce(settings, traffic.intents[half:])
         first.send_signal(signal.SIGKILL)  # mid-stream: no flush, no commit of the tail
         await first.wait()
-        procs += [await worker_process(settings, "second"), await worker_process(settings, "third")]
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    # Two fresh workers share the dead one's partitions: each restores its
+    # partitions from the state table and reads only the tail after the mark.
+    workers = [StreamsApp(named(settings, "second")), StreamsApp(named(settings, "third"))]
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(w.run(s)) for w, s in zip(workers, stops, strict=True)]
+    try:
         batches = await read_topic(
             settings, topics.BATCHES_READY, lambda b: covered(b) >= traffic.expected_ids, 90
         )
@@ -266,16 +284,12 @@ async def test_kill_9_mid_stream_and_two_restarted_workers_change_no_outcome(
             settings, topics.AGENTS_STATUS, lambda s: {x["agent"] for _, x in s} >= agents, 20
         )
     finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 20)
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        for stop in stops:
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
     check_outcome(settings, traffic, batches, proofs, statuses)
+    restored = sum(w.counters.restored_records for w in workers)
+    assert restored > 0, "the restarted workers did not restore from the state table"
 
 
 async def produce_facts(settings: Settings, agent: Agent) -> None:
@@ -352,7 +366,7 @@ async def test_exposure_follows_intents_settlements_and_bond_events_and_withdraw
         return any(s["exposure"] == 32 and s["pending_withdrawal"] for _, s in statuses)
 
     stop = asyncio.Event()
-    task = asyncio.create_task(StreamsWorker(settings).run(stop))
+    task = asyncio.create_task(StreamsApp(settings).run(stop))
     try:
         statuses = await read_topic(settings, topics.AGENTS_STATUS, final, 30)
         batches = await read_topic(
@@ -383,16 +397,8 @@ async def test_a_second_worker_joining_mid_stream_changes_no_outcome(
     half = len(traffic.intents) // 2
     await produce(settings, traffic.intents[:half])
     stops = [asyncio.Event(), asyncio.Event()]
-    first = StreamsWorker(
-        settings.model_copy(
-            update={"streams": settings.streams.model_copy(update={"worker_id": "a"})}
-        )
-    )
-    second = StreamsWorker(
-        settings.model_copy(
-            update={"streams": settings.streams.model_copy(update={"worker_id": "b"})}
-        )
-    )
+    first = StreamsApp(named(settings, "a"))
+    second = StreamsApp(named(settings, "b"))
     tasks = [asyncio.create_task(first.run(stops[0]))]
     try:
         early = await read_topic(settings, topics.BATCHES_READY, lambda b: len(b) >= 3, 40)
@@ -430,7 +436,7 @@ async def test_graceful_stop_leaves_a_marker_so_the_next_owner_closes_open_batch
     intents = [agent.pay(VENDORS[2], 4) for _ in range(12)]
     await produce(settings, intents)
     stop = asyncio.Event()
-    first = StreamsWorker(settings)
+    first = StreamsApp(settings)
     task = asyncio.create_task(first.run(stop))
     try:
         await read_topic(settings, topics.AGENTS_STATUS, lambda s: len(s) >= 1, 30)
@@ -439,7 +445,8 @@ async def test_graceful_stop_leaves_a_marker_so_the_next_owner_closes_open_batch
         stop.set()
         await asyncio.wait_for(task, 30)
     stop = asyncio.Event()
-    task = asyncio.create_task(StreamsWorker(settings).run(stop))
+    second = StreamsApp(settings)
+    task = asyncio.create_task(second.run(stop))
     try:
         batches = await read_topic(
             settings, topics.BATCHES_READY, lambda b: covered(b) >= {i.id for i in intents}, 30
@@ -448,4 +455,68 @@ async def test_graceful_stop_leaves_a_marker_so_the_next_owner_closes_open_batch
         stop.set()
         await asyncio.wait_for(task, 30)
     assert [b["close_reason"] for _, b in batches] == ["SHUTDOWN"]
+    # The next owner restored the open batch from the table and applied only the marker.
+    assert second.counters.restored_records == first.counters.records
+    assert second.counters.records == 1
     assert covered(batches) == {i.id for i in intents}
+
+
+async def commit_to_end(settings: Settings, group: str) -> None:
+    """Commit the end of every partition for ``group``, as if all were processed."""
+    kafka = settings.kafka
+    name = topic_name(topics.INTENTS_ACCEPTED, kafka)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, group_id=group, role="committer"))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(name, p) for p in range(settings.local_kafka.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: end for tp, end in ends.items() if end})
+    finally:
+        await consumer.stop()
+
+
+async def test_records_committed_past_the_snapshot_are_read_again_by_the_next_owner(
+    kafka_settings: Settings,
+) -> None:
+    # Faust commits acked offsets on its own timer and can ack a chunk it never
+    # finished (a stop cancels it): its offsets are committed, its snapshot and
+    # outputs may be missing. The next owner must apply those records itself.
+    settings = streams_settings(kafka_settings, worker_id="before")
+    traffic = make_traffic()
+    half = len(traffic.intents) // 2
+    first_records = await produce(settings, traffic.intents[:half])
+    stop = asyncio.Event()
+    first = StreamsApp(settings)
+    task = asyncio.create_task(first.run(stop))
+    try:
+        for _ in range(300):
+            if first.counters.records >= first_records:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert first.counters.records == first_records
+    skipped = await produce(settings, traffic.intents[half:])
+    await commit_to_end(settings, first.app_id)  # nothing of these was applied
+    stop = asyncio.Event()
+    second = StreamsApp(named(settings, "after"))
+    task = asyncio.create_task(second.run(stop))
+    try:
+        batches = await read_topic(
+            settings, topics.BATCHES_READY, lambda b: covered(b) >= traffic.expected_ids, 30
+        )
+        proofs = await read_topic(settings, topics.FRAUD_PROOFS, lambda p: len(p) >= 2, 20)
+        agents = traffic.cheaters | traffic.honest_agents
+        statuses = await read_topic(
+            settings, topics.AGENTS_STATUS, lambda s: {x["agent"] for _, x in s} >= agents, 20
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    check_outcome(settings, traffic, batches, proofs, statuses)
+    # Read when the partitions were taken (the first worker's SHUTDOWN markers
+    # sit between the halves and are read too), not only when Faust went on.
+    assert second.counters.tail_records >= skipped
+    assert second.counters.restored_records >= first_records

@@ -1,4 +1,4 @@
-"""`machpay demo`: signed intents through a real local Kafka, shown end to end.
+"""`machpay kafka smoke`: signed intents through a real Kafka, checked end to end.
 
 What it does, in order: make sure a broker is running (starting the local one
 if needed) and the topics exist; sign a few thousand payment intents from a
@@ -9,7 +9,9 @@ produce them with acks=all; consume them back in a consumer group, verify
 every signature strictly and every id, drop duplicates, and print what it saw,
 including the RFC 6962 root each vendor's batch would commit to.
 
-Later components (gateway, streams, settler, analytics) extend this job.
+An operator's check that a cluster, its topics and the wire format work
+before any service is pointed at it; `machpay demo` (the machpay-demo
+distribution) runs the whole product.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ SERVICES = (("search", 120), ("embed", 40), ("chat", 900), ("vision", 2_500))
 
 @dataclass
 class Traffic:
-    """What the demo sends: every copy, and which ones are honest and unique."""
+    """What the smoke test sends: every copy, and which ones are honest and unique."""
 
     sent: list[AcceptedIntent]
     unique_valid_ids: set[bytes]
@@ -87,7 +89,7 @@ def make_traffic(
     rng = random.Random(seed)
     program_id = address_to_bytes(settings.deployment.machpay_program_id)
     domain = settings.deployment.domain
-    # Fresh keys per run so repeated demos on one broker never collide.
+    # Fresh keys per run so repeated runs on one broker never collide.
     agent_keys = [Keypair.generate() for _ in range(agents)]
     vendor_keys = {Keypair.generate().public: f"vendor-{i}" for i in range(vendors)}
     vendor_list = list(vendor_keys)
@@ -401,7 +403,7 @@ def summary(traffic: Traffic, seen: Seen) -> tuple[list[str], bool]:
     return lines, ok
 
 
-@click.command("demo")
+@click.command("smoke")
 @click.option("--count", default=5_000, show_default=True, help="Honest intents to sign.")
 @click.option("--agents", default=20, show_default=True, help="Number of agent keys.")
 @click.option("--vendors", default=4, show_default=True, help="Number of vendor keys.")
@@ -416,7 +418,7 @@ def summary(traffic: Traffic, seen: Seen) -> tuple[list[str], bool]:
     "the local one from `machpay kafka up`).",
 )
 @pass_app
-def demo(
+def smoke(
     app: AppContext,
     *,
     count: int,
@@ -427,7 +429,7 @@ def demo(
     seed: int,
     bootstrap: str | None,
 ) -> None:
-    """Push signed payment intents through a real Kafka broker and show what happened.
+    """Push signed payment intents through a real Kafka broker and check every one came back.
 
     Starts the local single-node broker if it is not running (it stays up
     afterwards: stop it with `machpay kafka down`), creates the topics, signs
