@@ -216,3 +216,22 @@ def test_snapshot_matches_the_committed_idl() -> None:
         assert json.loads((real / name).read_text()) == json.loads(
             (FIXTURE_IDL / name).read_text()
         ), f"{name} drifted: copy programs/idl/{name} to settle/tests/fixtures/idl/"
+
+
+def test_program_errors_are_named_from_the_idl(deployment: Deployment) -> None:
+    logs = [
+        f"Program {deployment.machpay.program_id} invoke [1]",
+        "Program log: AnchorError occurred. Error Code: WrongDomain. Error Number: 6013.",
+        f"Program {deployment.machpay.program_id} failed: custom program error: 0x177d",
+    ]
+    text = deployment.explain_error("InstructionError(1, Custom(6013))", logs)
+    assert text.startswith("machpay.WrongDomain (6013)")
+    assert "custom program error: 0x177d" in text
+    # The same code in GlobalBond is another error: the failing program decides.
+    bond_logs = [
+        f"Program {deployment.global_bond.program_id} failed: custom program error: 0x1773"
+    ]
+    assert deployment.explain_error("custom program error: 0x1773", bond_logs).startswith(
+        "global_bond.InsufficientBond (6003)"
+    )
+    assert deployment.explain_error("BlockhashNotFound") == "BlockhashNotFound"

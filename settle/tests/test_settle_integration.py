@@ -641,3 +641,64 @@ def _fake_batch(world: World, agent: DeployedAgent) -> dict[str, Any]:
         "total": s.amount,
         "vouchers": [{"message": s.message, "signature": s.signature, "agent": s.agent}],
     }
+
+
+async def test_a_batch_the_chain_refuses_ends_failed_with_reason_and_is_not_retried_forever(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """A vendor account that does not exist cannot receive 500 lamports (below rent-exempt):
+    every attempt is FAILED with the runtime's reason, then the batch is given up."""
+    from machpay.protocol import MerkleTree
+    from machpay.streams.state import batch_id
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=1, tag="refused")
+    settle = world.settings.settle.model_copy(update={"max_attempts": 2})
+    world.settings = world.settings.model_copy(update={"settle": settle})
+    vendor = bytes(SoldersKeypair().pubkey())  # never funded
+    paid = world.agents[0].pay(vendor, 500)
+    root = MerkleTree([paid.id]).root
+    value = {
+        "batch_id": batch_id(vendor, root, 1),
+        "vendor": vendor,
+        "root": root,
+        "leaf_count": 1,
+        "total": 500,
+        "intent_ids": [paid.id],
+        "vouchers": [
+            {
+                "channel": paid.signed.channel,
+                "agent": paid.signed.agent,
+                "message": paid.signed.message,
+                "signature": paid.signed.signature,
+                "cumulative": 500,
+            }
+        ],
+        "close_reason": "AGE",
+        "opened_at_ms": 1,
+        "closed_at_ms": 2,
+    }
+    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
+    finally:
+        await producer.stop()
+    async with settler_in_process(world) as service:
+        records = await read_topic(
+            world.settings,
+            topics.SETTLEMENTS,
+            done=lambda v: sum(1 for r in v if r["status"] == "FAILED") >= 2,
+            wait_seconds=60,
+        )
+        await wait_until(lambda: _drained(service), "the batch given up and committed", 30)
+        assert service.settler.counters.batches_failed == 1
+    statuses = [r["status"] for r in records]
+    assert statuses == ["SUBMITTED", "FAILED", "SUBMITTED", "FAILED"]
+    failed = [r for r in records if r["status"] == "FAILED"]
+    assert all(r["signature"] for r in failed)
+    # (The same signature twice when the blockhash did not move: a byte-identical retry.)
+    assert all("rent" in r["reason"].lower() for r in failed), failed[0]["reason"]
+    assert await world.boot.bond_balance(Pubkey(world.agents[0].public)) == BOND
+    await world.chain.close()

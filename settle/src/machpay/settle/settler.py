@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -432,6 +431,7 @@ class Settler:
             if not failures:
                 return True
             last_reason = failures[-1].reason
+            await asyncio.sleep(self.cfg.poll_interval_seconds * 5)  # then re-read and retry
         self.counters.batches_failed += 1
         log.error(
             "batch %s: gave up after %d attempts: %s",
@@ -595,21 +595,8 @@ class Settler:
                 log.warning("confirming %s: %s", signature, exc)
             await asyncio.sleep(self.cfg.poll_interval_seconds)
 
-    _CUSTOM = re.compile(r"Custom\((\d+)\)|custom program error: 0x([0-9a-fA-F]+)")
-
     def explain(self, err: str, logs: Sequence[str] = ()) -> str:
-        """The error with the program's error name when it is a custom program error."""
-        m = self._CUSTOM.search(err)
-        text = err
-        if m:
-            code = int(m.group(1)) if m.group(1) else int(m.group(2), 16)
-            for program in self.deployment.programs:
-                name = program.error_name(code)
-                if name:
-                    text = f"{program.name}.{name} ({code}): {err}"
-                    break
-        tail = [line for line in logs if "Error" in line or "failed" in line][-2:]
-        return (text + (" | " + " | ".join(tail) if tail else ""))[:1000]
+        return self.deployment.explain_error(err, logs)
 
     # -- proofs --------------------------------------------------------------------
 
