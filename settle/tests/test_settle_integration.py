@@ -702,3 +702,62 @@ async def test_a_batch_the_chain_refuses_ends_failed_with_reason_and_is_not_retr
     assert all("rent" in r["reason"].lower() for r in failed), failed[0]["reason"]
     assert await world.boot.bond_balance(Pubkey(world.agents[0].public)) == BOND
     await world.chain.close()
+
+
+async def test_follower_publishes_registry_events_and_resumes_from_its_checkpoint(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    from machpay.settle.follower import Follower
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=1, tag="registry")
+    registry = world.deployment.service_registry
+    assert registry is not None
+    vendor = SoldersKeypair()
+    await world.boot.fund(vendor.pubkey(), 10**9)
+    register = registry.instruction("register_vendor").build(
+        {"authority": vendor.pubkey()}, {"name": "acme", "metadata_uri": ""}
+    )
+    terms = {
+        "price": 250,
+        "asset": bytes(32),
+        "unit": "call",
+        "gateway_url": "https://acme.example/v1",
+        "metadata_uri": "",
+    }
+    service_ix = registry.instruction("register_service").build(
+        {"authority": vendor.pubkey()}, {"name": "search", "terms": terms}
+    )
+    await send_and_confirm(world.chain, vendor, [register, service_ix])
+    service_pda = Pubkey.find_program_address(
+        [b"service", bytes(vendor.pubkey()), b"search"], registry.program_id
+    )[0]
+    assert await world.chain.account(service_pda) is not None  # the PDA from the arg seed
+
+    follower = Follower(world.settings, world.deployment, world.chain)
+    await follower.start()
+    try:
+        first = await follower.poll()
+        again = await follower.poll()  # nothing new: the checkpoint moved
+    finally:
+        await follower.stop()
+    assert first > 0
+    assert again == 0
+    resumed = Follower(world.settings, world.deployment, world.chain)  # reads the checkpoint file
+    await resumed.start()
+    try:
+        assert await resumed.poll() == 0
+    finally:
+        await resumed.stop()
+    events = await read_topic(
+        world.settings,
+        topics.CHAIN_EVENTS,
+        done=lambda v: any(e["kind"] == "SERVICE_UPDATED" for e in v),
+        wait_seconds=20,
+    )
+    mine = [e for e in events if e["vendor"] == bytes(vendor.pubkey())]
+    kinds = sorted(e["kind"] for e in mine)
+    assert kinds == ["SERVICE_UPDATED", "VENDOR_REGISTERED"]
+    (svc,) = [e for e in mine if e["kind"] == "SERVICE_UPDATED"]
+    assert svc["account"] == bytes(service_pda)
+    assert svc["amount"] == 250
+    await world.chain.close()
