@@ -39,6 +39,7 @@ from machpay.settle.chain import Chain
 from machpay.settle.idl import events_from_logs
 from machpay.settle.service import SettleService, load_deployment
 from machpay.settle.settler import BatchWork
+from machpay.settle.transactions import sign
 from machpay.streams.traffic import Agent
 from machpay.testing import read_topic
 from machpay.wire import WireCodec
@@ -760,4 +761,106 @@ async def test_follower_publishes_registry_events_and_resumes_from_its_checkpoin
     (svc,) = [e for e in mine if e["kind"] == "SERVICE_UPDATED"]
     assert svc["account"] == bytes(service_pda)
     assert svc["amount"] == 250
+    await world.chain.close()
+
+
+async def test_a_journaled_transaction_that_expired_unsent_is_failed_then_settled_once(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """Crash after journaling, before sending; restart after its blockhash expired.
+
+    The settler rebroadcasts the journaled bytes, sees the blockhash is past,
+    records FAILED ``expired`` for that signature, re-reads the channel and
+    settles with a new transaction: one payment, every signature accounted for.
+    """
+    from machpay.localnet.node import rpc_call
+    from machpay.protocol import MerkleTree
+    from machpay.settle.journal import AttemptState, Journal
+    from machpay.streams.state import batch_id
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=1, tag="expired")
+    vendor = world.vendors[0]
+    paid = world.agents[0].pay(vendor, 777)
+    root = MerkleTree([paid.id]).root
+    bid = batch_id(vendor, root, 1)
+    ixs = world.deployment.settle_instructions(
+        payer=world.payer.pubkey(),
+        vendor=vendor,
+        root=root,
+        leaf_count=1,
+        total=777,
+        vouchers=[paid.signed],
+    )
+    from machpay.settle.transactions import compile_message
+
+    blockhash, last_valid = await world.chain.latest_blockhash()
+    stale = sign(compile_message(world.payer.pubkey(), ixs, blockhash), world.payer)
+    journal = Journal(world.settings.settle.state_dir / "journal.sqlite")
+    journal.record(
+        signature=str(stale.signatures[0]),
+        kind="settle",
+        key=bid,
+        vendor=vendor,
+        tx=bytes(stale),
+        last_valid=last_valid,
+    )
+    journal.close()
+    rpc_call(localnet_url, "machpayLocalnetWarp", [{"slots": 300}])
+    value = {
+        "batch_id": bid,
+        "vendor": vendor,
+        "root": root,
+        "leaf_count": 1,
+        "total": 777,
+        "intent_ids": [paid.id],
+        "vouchers": [
+            {
+                "channel": paid.signed.channel,
+                "agent": paid.signed.agent,
+                "message": paid.signed.message,
+                "signature": paid.signed.signature,
+                "cumulative": 777,
+            }
+        ],
+        "close_reason": "AGE",
+        "opened_at_ms": 1,
+        "closed_at_ms": 2,
+    }
+    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
+    finally:
+        await producer.stop()
+    async with settler_in_process(world) as service:
+        records = await read_topic(
+            world.settings,
+            topics.SETTLEMENTS,
+            done=lambda v: any(r["status"] == "CONFIRMED" for r in v),
+            wait_seconds=60,
+        )
+        assert service.settler.counters.resumed == 1
+    old = str(stale.signatures[0])
+    assert [(r["status"], r["signature"] == old) for r in records] == [
+        ("SUBMITTED", True),
+        ("FAILED", True),
+        ("SUBMITTED", False),
+        ("CONFIRMED", False),
+    ]
+    assert records[1]["reason"].startswith("expired")
+    (row,) = records[3]["channels"]
+    assert (row["paid"], row["settled_cumulative"]) == (777, 777)
+    assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 777
+    assert await world.boot.bond_balance(Pubkey(world.agents[0].public)) == BOND - 777
+    journal = Journal(world.settings.settle.state_dir / "journal.sqlite")
+    try:
+        assert journal.count(AttemptState.PENDING) == 0
+        assert [a.state for a in journal.attempts("settle", bid)] == [
+            AttemptState.FAILED,
+            AttemptState.CONFIRMED,
+        ]
+    finally:
+        journal.close()
     await world.chain.close()

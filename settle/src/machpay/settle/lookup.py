@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _CREATE = 0
 _EXTEND = 2
+SLOT_HASHES_SYSVAR = Pubkey.from_string("SysvarS1otHashes111111111111111111111111111")
 EXTEND_CHUNK = 20
 """Addresses per extend transaction (32 bytes each; keeps it far below 1,232 bytes)."""
 
@@ -201,9 +202,11 @@ class LookupTables:
         # The recent slot must be in the SlotHashes sysvar, which holds the slots *before*
         # the one being processed: step back from the current slot until one is accepted.
         current = await self.chain.slot()
+        newest = await self._newest_slot_hash()
+        candidates = [newest] if newest is not None else []
+        candidates += [max(0, current - back) for back in (1, 2, 4, 8)]
         last_error: TransactionRejectedError | None = None
-        for back in (1, 2, 4, 8):
-            recent = max(0, current - back)
+        for recent in candidates:
             ix, table = create_table_instruction(self.payer.pubkey(), self.payer.pubkey(), recent)
             try:
                 await self._send([ix])
@@ -220,6 +223,15 @@ class LookupTables:
         self._save_cache()
         log.info("created lookup table %s", table)
         return table
+
+    async def _newest_slot_hash(self) -> int | None:
+        """The newest slot in the SlotHashes sysvar (bincode: u64 count, then (slot, hash)
+        pairs, newest first): a slot the lookup-table program accepts as recent."""
+        data = await self.chain.account(SLOT_HASHES_SYSVAR)
+        if data is None or len(data) < 16:
+            return None
+        count = int.from_bytes(data[:8], "little")
+        return int.from_bytes(data[8:16], "little") if count else None
 
     async def _extend(self, table: Pubkey, addresses: list[Pubkey]) -> int:
         ix = extend_table_instruction(table, self.payer.pubkey(), self.payer.pubkey(), addresses)

@@ -544,7 +544,15 @@ class Settler:
         try:
             await self.chain.send(tx)
         except TransactionRejectedError as exc:
-            if "AlreadyProcessed" not in exc.err and "already been processed" not in exc.err:
+            # BlockhashNotFound proves nothing (a lagging node says it of fresh blockhashes
+            # too): only the block height passing last_valid below tells it can never land.
+            inconclusive = (
+                "AlreadyProcessed",
+                "already been processed",
+                "BlockhashNotFound",
+                "Blockhash not found",
+            )
+            if not any(word in exc.err for word in inconclusive):
                 # Refused by preflight; it can still land if a copy was sent before (a
                 # resumed attempt), so only call it failed if the chain does not have it.
                 (status,) = await self.chain.statuses([signature])
