@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from machpay.settle.programs import Deployment, default_idl_dir
 from machpay.settle.records import ChainEventKind
 from machpay.settle.transactions import MAX_TRANSACTION_BYTES, pack, sign
 
-FIXTURE_IDL = Path(__file__).parent / "fixtures" / "idl"
 MACHPAY = "MachPay111111111111111111111111111111111111"
 GBOND = "GBond11111111111111111111111111111111111111"
 REGISTRY = "SvcReg1111111111111111111111111111111111111"
@@ -32,9 +30,11 @@ PAYER = SoldersKeypair.from_seed(bytes([7]) * 32)
 
 
 def idl_dir() -> Path:
-    """The committed programs/idl once merged, else the snapshot taken from the programs branch."""
-    real = default_idl_dir()
-    return real if (real / "machpay.json").exists() else FIXTURE_IDL
+    """The programs' committed IDLs (programs/idl), which the codec is derived from."""
+    folder = default_idl_dir()
+    if not (folder / "machpay.json").exists():
+        pytest.fail(f"{folder} has no machpay.json: the programs' IDLs are missing")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -205,17 +205,6 @@ def test_events_become_settlement_rows_and_chain_facts(deployment: Deployment) -
     assert facts[1].account == bytes(deployment.bond(agent))
     assert facts[1].amount == 500
     assert facts[2].unlock_at == 1234
-
-
-def test_snapshot_matches_the_committed_idl() -> None:
-    """Once programs/idl is merged, the test snapshot must not drift from it."""
-    real = default_idl_dir()
-    if not (real / "machpay.json").exists():
-        pytest.fail(f"{real} has no machpay.json: merge the programs branch")
-    for name in ("machpay.json", "global_bond.json", "service_registry.json"):
-        assert json.loads((real / name).read_text()) == json.loads(
-            (FIXTURE_IDL / name).read_text()
-        ), f"{name} drifted: copy programs/idl/{name} to settle/tests/fixtures/idl/"
 
 
 def test_program_errors_are_named_from_the_idl(deployment: Deployment) -> None:
