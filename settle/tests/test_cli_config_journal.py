@@ -86,6 +86,9 @@ def test_journal_survives_reopening(tmp_path: Path) -> None:
     ]
     assert again.count(AttemptState.CONFIRMED) == 1
     assert again.pending("proof") == []
+    # Pruning forgets resolved attempts only; the pending one stays whatever its age.
+    assert again.prune(older_than_ms=2**62) == 1
+    assert [a.signature for a in again.attempts("settle", b"b" * 32)] == ["sig1"]
 
 
 def test_checkpoint_round_trips_and_bad_files_are_named(tmp_path: Path) -> None:

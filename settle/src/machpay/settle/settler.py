@@ -69,6 +69,7 @@ __all__ = ["BatchWork", "ProofWork", "Settler", "SettlerCounters", "load_payer"]
 log = logging.getLogger(__name__)
 
 REBROADCAST_SECONDS = 2.0
+JOURNAL_KEEP_MS = 7 * 24 * 3600 * 1000
 
 
 def now_ms() -> int:
@@ -683,7 +684,12 @@ class Settler:
     # -- restart ---------------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Log what the journal holds as pending (each is resolved with its batch or proof)."""
+        """Log what the journal holds as pending (each is resolved with its batch or proof);
+        forget resolved attempts older than a week (batches.ready keeps 30 days, but a
+        redelivered batch is re-checked against the chain anyway)."""
+        pruned = self.journal.prune(now_ms() - JOURNAL_KEEP_MS)
+        if pruned:
+            log.info("journal: forgot %d resolved attempts older than a week", pruned)
         pending = self.journal.pending()
         if pending:
             log.info("journal: %d transactions pending from a previous run", len(pending))
