@@ -228,8 +228,8 @@ class Settler:
         self.journal.close()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
         try:
+            await self.start()
             await self.resume()
             while not stop.is_set():
                 await self.step()
