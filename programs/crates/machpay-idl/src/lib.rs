@@ -51,7 +51,8 @@ pub fn generate(program_dir: &str) -> Result<String, IdlError> {
     let idl = anchor_lang_idl::build::IdlBuilder::new()
         .program_path(path.clone())
         .resolution(true)
-        .cargo_args(vec!["--target-dir".into(), target.display().to_string()])
+        // `--lib`: the print tests live in the library; skip building the integration tests.
+        .cargo_args(vec!["--lib".into(), "--target-dir".into(), target.display().to_string()])
         .build()
         .map_err(|e| IdlError(format!("building the IDL of {}: {e:#}", path.display())))?;
     let mut json = serde_json::to_string_pretty(&idl).map_err(|e| IdlError(format!("serializing the IDL: {e}")))?;

@@ -36,6 +36,19 @@ fn program_ids_are_32_bytes_and_the_bond_authority_is_machpays_pda() {
 }
 
 #[test]
+fn fixed_pdas_match_the_contract() {
+    let cases: [(&[u8], Pubkey, &str, u8); 3] = [
+        (b"config", machpay::ID, "DcsEX3TbGXNxwcigq1sCLe7s9BSgTyYnmu4UCXrT1uZs", 251),
+        (b"bond_authority", machpay::ID, "7ys6dd6BmbVK7c7u78JWYrPxiyu4MS2KuU2Z2CWfhpaq", 251),
+        (b"config", global_bond::ID, "3W6bAypcvXnGnCqgRXXFMdxBpLcHQCGW73nCQF8w6gpd", 254),
+    ];
+    for (seed, program, address, bump) in cases {
+        let (pda, b) = Pubkey::find_program_address(&[seed], &program);
+        assert_eq!((pda.to_string().as_str(), b), (address, bump));
+    }
+}
+
+#[test]
 fn channel_layout() {
     let c =
         Channel { agent: key(1), vendor: key(2), asset: key(0), settled: 0x1122334455667788, last_nonce: 7, bump: 254 };
