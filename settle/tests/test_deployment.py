@@ -224,3 +224,14 @@ def test_program_errors_are_named_from_the_idl(deployment: Deployment) -> None:
         "global_bond.InsufficientBond (6003)"
     )
     assert deployment.explain_error("BlockhashNotFound") == "BlockhashNotFound"
+
+
+def test_fixed_pdas_match_the_contract(deployment: Deployment) -> None:
+    """docs/onchain.md §1 lists them; the settler derives the same from the IDL's seeds."""
+    assert str(deployment.config()) == "DcsEX3TbGXNxwcigq1sCLe7s9BSgTyYnmu4UCXrT1uZs"
+    assert str(deployment.bond_config()) == "3W6bAypcvXnGnCqgRXXFMdxBpLcHQCGW73nCQF8w6gpd"
+    settle = deployment.machpay.instruction("settle")
+    metas = settle.metas({"settler": Pubkey.default(), "vendor": Pubkey.default()}, {}, [])
+    names = [a.name for a in settle.accounts]
+    authority = metas[names.index("bond_authority")].pubkey
+    assert str(authority) == "7ys6dd6BmbVK7c7u78JWYrPxiyu4MS2KuU2Z2CWfhpaq"
