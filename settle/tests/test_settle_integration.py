@@ -864,3 +864,29 @@ async def test_a_journaled_transaction_that_expired_unsent_is_failed_then_settle
     finally:
         journal.close()
     await world.chain.close()
+
+
+async def test_lookup_tables_are_cached_and_reloaded_from_the_chain(
+    localnet_url: str, tmp_path: Path
+) -> None:
+    from solders.address_lookup_table_account import LOOKUP_TABLE_MAX_ADDRESSES
+
+    from machpay.settle.lookup import LookupTables
+
+    chain = Chain(localnet_url)
+    payer = SoldersKeypair()
+    try:
+        await chain.airdrop(payer.pubkey(), 10 * 10**9)
+        wanted = [SoldersKeypair().pubkey() for _ in range(LOOKUP_TABLE_MAX_ADDRESSES + 10)]
+        tables = LookupTables(chain, payer, tmp_path / "tables.json")
+        await tables.ensure(wanted)
+        assert tables.created == 2  # 256 addresses per table
+        assert tables.missing(wanted) == []
+        again = LookupTables(chain, payer, tmp_path / "tables.json")
+        await again.load()  # from the cache file, contents read back from the chain
+        assert again.missing(wanted) == []
+        assert len(again.accounts_for(wanted[:3])) == 1  # only the tables a message needs
+        await again.ensure(wanted)
+        assert again.created == again.extended == 0
+    finally:
+        await chain.close()

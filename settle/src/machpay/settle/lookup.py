@@ -202,12 +202,13 @@ class LookupTables:
         # The recent slot must be in the SlotHashes sysvar, which holds the slots *before*
         # the one being processed: step back from the current slot until one is accepted.
         current = await self.chain.slot()
-        newest = await self._newest_slot_hash()
-        candidates = [newest] if newest is not None else []
-        candidates += [max(0, current - back) for back in (1, 2, 4, 8)]
+        recent_slots = [s for s in await self._slot_hashes() if s < current][:8]
+        candidates = recent_slots + [max(0, current - back) for back in (1, 2, 4, 8)]
         last_error: TransactionRejectedError | None = None
-        for recent in candidates:
+        for recent in dict.fromkeys(candidates):  # in order, once each
             ix, table = create_table_instruction(self.payer.pubkey(), self.payer.pubkey(), recent)
+            if table in self._tables:
+                continue  # one table per (authority, slot): that slot made one already
             try:
                 await self._send([ix])
                 break
@@ -216,22 +217,24 @@ class LookupTables:
                     raise
                 last_error = exc
         else:
-            assert last_error is not None
-            raise last_error
+            raise last_error or TransactionRejectedError(
+                "no recent slot left to create a table", []
+            )
         self._tables[table] = []
         self.created += 1
         self._save_cache()
         log.info("created lookup table %s", table)
         return table
 
-    async def _newest_slot_hash(self) -> int | None:
-        """The newest slot in the SlotHashes sysvar (bincode: u64 count, then (slot, hash)
-        pairs, newest first): a slot the lookup-table program accepts as recent."""
+    async def _slot_hashes(self) -> list[int]:
+        """Slots of the SlotHashes sysvar (bincode: u64 count, then (slot u64, hash 32)
+        pairs), newest first: slots the lookup-table program accepts as recent."""
         data = await self.chain.account(SLOT_HASHES_SYSVAR)
-        if data is None or len(data) < 16:
-            return None
-        count = int.from_bytes(data[:8], "little")
-        return int.from_bytes(data[8:16], "little") if count else None
+        if data is None or len(data) < 8:
+            return []
+        count = min(int.from_bytes(data[:8], "little"), (len(data) - 8) // 40)
+        slots = [int.from_bytes(data[8 + 40 * i : 16 + 40 * i], "little") for i in range(count)]
+        return sorted(slots, reverse=True)
 
     async def _extend(self, table: Pubkey, addresses: list[Pubkey]) -> int:
         ix = extend_table_instruction(table, self.payer.pubkey(), self.payer.pubkey(), addresses)
