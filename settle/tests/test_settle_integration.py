@@ -106,16 +106,21 @@ def settings_for(base: Settings, rpc_url: str, state_dir: Path, payer_file: Path
     )
 
 
-def env_for(settings: Settings) -> dict[str, str]:
-    """The settings as MACHPAY_* variables for a subprocess (`machpay ...`)."""
+def env_for(settings: Settings, folder: Path) -> dict[str, str]:
+    """An environment whose MACHPAY_CONFIG is a TOML file of these settings (for `machpay ...`)."""
+    from machpay.config import to_toml
+
+    config = folder / "machpay.toml"
+    config.write_text(
+        to_toml(
+            {
+                section: getattr(settings, section).model_dump(mode="json")
+                for section in ("kafka", "streams", "settle")
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MACHPAY_")}
-    for section in ("kafka", "streams", "settle"):
-        for name, value in getattr(settings, section).model_dump(mode="json").items():
-            if value is not None:
-                env[f"MACHPAY_{section.upper()}__{name.upper()}"] = (
-                    str(value).lower() if isinstance(value, bool) else str(value)
-                )
-    env["MACHPAY_CONFIG"] = ""
+    env["MACHPAY_CONFIG"] = str(config)
     return env
 
 
@@ -207,7 +212,7 @@ def subprocess_command(
 async def streams_worker(world: World, tmp: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
     with subprocess_command(
         ["streams", "worker", "--log-level", "WARNING"],
-        env_for(world.settings),
+        env_for(world.settings, tmp),
         tmp / "streams.log",
     ) as proc:
         yield proc
@@ -464,7 +469,7 @@ async def test_kill9_mid_run_then_restart_settles_everything_once(
 ) -> None:
     world = await make_world(kafka_settings, localnet_url, tmp_path, agents=8, tag="kill9")
     await produce_intents(world.settings, honest_traffic(world, per_agent=50))
-    env = env_for(world.settings)
+    env = env_for(world.settings, tmp_path)
     async with streams_worker(world, tmp_path):
         batches = await read_batches(world)
         assert len(batches) >= 8
