@@ -31,7 +31,14 @@ def settler(tmp_path: Path) -> Settler:
     # An endpoint nothing listens on: any RPC call would fail the test.
     settings = load_settings(
         environ={},
-        overrides={"settle": {"state_dir": str(tmp_path), "rpc_url": "http://127.0.0.1:9"}},
+        overrides={
+            "settle": {
+                "state_dir": str(tmp_path),
+                "rpc_url": "http://127.0.0.1:9",
+                "poll_interval_seconds": 0.01,
+                "use_lookup_table": False,
+            }
+        },
     )
     return Settler(
         settings, SoldersKeypair(), load_deployment(settings), Chain("http://127.0.0.1:9")
@@ -107,3 +114,29 @@ def test_vouchers_the_program_would_refuse_are_named(settler: Settler) -> None:
     valid, problems = settler._valid_vouchers(work)  # the pre-packing check
     assert valid == [good]
     assert [p.split(":")[1] for p in problems] == ["bad_signature", "wrong_domain", "wrong_channel"]
+
+
+async def test_an_unreachable_endpoint_never_makes_the_settler_give_a_batch_up(
+    settler: Settler,
+) -> None:
+    vendor = b"v" * 32
+    voucher = intent(settler, key("a"), vendor)
+    work = BatchWork(
+        tp=TP,
+        offset=7,
+        batch_id=bytes(32),
+        vendor=vendor,
+        root=bytes(32),
+        leaf_count=1,
+        total=1,
+        vouchers=(voucher,),
+        urgent=False,
+    )
+    settler.tracker.fetched(TP, 7)
+    settler.queue.push(work, work.agents)
+    for _ in range(settler.cfg.max_attempts + 2):  # more passes than attempts allowed
+        await settler.work_one()
+        assert len(settler.queue) == 1  # back in the queue, every time
+    assert settler.tracker.committable() == {}  # its offset is not committed
+    assert settler.counters.batches_failed == 0
+    assert settler.journal.count() == 0

@@ -257,21 +257,37 @@ class Settler:
                 if work is None:
                     self.tracker.finished(tp, rec.offset)
                     continue
-                agents = work.agents if isinstance(work, BatchWork) else []
-                urgent = isinstance(work, ProofWork) or (
-                    isinstance(work, BatchWork) and work.urgent
-                )
-                self.queue.push(work, agents, urgent=urgent)
-        work = self.queue.pop()
-        if work is not None and work.tp not in self._revoked:
-            if isinstance(work, BatchWork):
-                await self.settle_batch(work)
-            else:
-                await self.submit_proof(work)
-            with contextlib.suppress(KeyError):  # revoked while we worked on it
-                self.tracker.finished(work.tp, work.offset)
+                self._enqueue(work)
+        await self.work_one()
         await self._commit()
         self._progress()
+
+    async def work_one(self) -> None:
+        """Carry the next queued item to its outcome (or back into the queue)."""
+        work = self.queue.pop()
+        if work is not None and work.tp not in self._revoked:
+            try:
+                if isinstance(work, BatchWork):
+                    await self.settle_batch(work)
+                else:
+                    await self.submit_proof(work)
+            except ChainUnavailableError as exc:
+                # The endpoint went away mid-way: keep the record unfinished and try again
+                # later; the journal and the channel reads make the next pass idempotent.
+                log.warning("rpc unavailable (%s); the work goes back in the queue", exc)
+                self._enqueue(work)
+                await asyncio.sleep(self.cfg.poll_interval_seconds * 5)
+            else:
+                with contextlib.suppress(KeyError):  # revoked while we worked on it
+                    self.tracker.finished(work.tp, work.offset)
+
+    def _enqueue(self, work: Work) -> None:
+        """Proofs first (slash before a colluding vendor drains the bond), then batches
+        closed for a withdrawal or holding a withdrawing agent, then arrival order."""
+        if isinstance(work, ProofWork):
+            self.queue.push(work, [], urgent=True)
+        else:
+            self.queue.push(work, work.agents, urgent=work.urgent)
 
     async def _commit(self) -> None:
         commits = self.tracker.committable()
@@ -413,21 +429,18 @@ class Settler:
                 reason="invalid vouchers not submitted: " + ", ".join(problems)[:900],
             )
         last_reason = ""
+        # Only outcomes on-chain count as attempts. An unreachable endpoint raises
+        # ChainUnavailableError to the loop, which puts the batch back in the queue: an
+        # outage must never make the settler give a batch up.
         for _ in range(self.cfg.max_attempts):
-            try:
-                todo = await self._unsettled(work, vouchers)
-                if not todo:
-                    if not self._confirmed_before(work):
-                        # Nothing left to settle (replayed batch, or settled by a later one):
-                        # the batch is done; say so, with no channel rows.
-                        await self._produce(work, SettlementStatus.CONFIRMED)
-                    return True
-                outcomes = await self._submit_vouchers(work, todo)
-            except ChainUnavailableError as exc:
-                last_reason = f"rpc unavailable: {exc}"
-                log.warning("batch %s: %s; retrying", work.batch_id.hex()[:16], last_reason)
-                await asyncio.sleep(self.cfg.poll_interval_seconds * 5)
-                continue
+            todo = await self._unsettled(work, vouchers)
+            if not todo:
+                if not self._confirmed_before(work):
+                    # Nothing left to settle (replayed batch, or settled by a later one):
+                    # the batch is done; say so, with no channel rows.
+                    await self._produce(work, SettlementStatus.CONFIRMED)
+                return True
+            outcomes = await self._submit_vouchers(work, todo)
             failures = [o for o in outcomes if isinstance(o, NotLanded)]
             if not failures:
                 return True
@@ -630,45 +643,40 @@ class Settler:
             log.error("proof %s is for another deployment", work.proof_id.hex())
             return False
         record = self.deployment.proof_record(proof.proof_id)
+        # As for batches, only on-chain outcomes count as attempts; an unreachable endpoint
+        # raises to the loop, which queues the proof again.
         for _ in range(self.cfg.max_attempts):
-            try:
-                for attempt in self.journal.pending("proof", proof.proof_id):
-                    outcome = await self._resolve(attempt, None)
-                    self.journal.resolve(
-                        attempt.signature,
-                        AttemptState.CONFIRMED
-                        if isinstance(outcome, Landed)
-                        else AttemptState.FAILED,
-                    )
-                if await self.chain.account(record) is not None:
-                    self._proofs_done.add(proof.proof_id)
-                    self.counters.proofs_already += 1
-                    log.info("proof %s is already on-chain", proof.proof_id.hex()[:16])
-                    return True
-                config = await self.chain.account(self.deployment.config())
-                if config is None:
-                    raise ChainUnavailableError(
-                        "MachPay config account does not exist (not initialized?)"
-                    )
-                ixs = self.deployment.proof_instructions(
-                    proof, prover=self.payer.pubkey(), treasury=self.deployment.treasury(config)
+            for attempt in self.journal.pending("proof", proof.proof_id):
+                outcome = await self._resolve(attempt, None)
+                self.journal.resolve(
+                    attempt.signature,
+                    AttemptState.CONFIRMED if isinstance(outcome, Landed) else AttemptState.FAILED,
                 )
-                blockhash, last_valid = await self.chain.latest_blockhash()
-                tx = sign(compile_message(self.payer.pubkey(), ixs, blockhash), self.payer)
-                signature = str(tx.signatures[0])
-                self.journal.record(
-                    signature=signature,
-                    kind="proof",
-                    key=proof.proof_id,
-                    vendor=proof.agent,
-                    tx=bytes(tx),
-                    last_valid=last_valid,
+            if await self.chain.account(record) is not None:
+                self._proofs_done.add(proof.proof_id)
+                self.counters.proofs_already += 1
+                log.info("proof %s is already on-chain", proof.proof_id.hex()[:16])
+                return True
+            config = await self.chain.account(self.deployment.config())
+            if config is None:
+                raise ChainUnavailableError(
+                    "MachPay config account does not exist (not initialized?)"
                 )
-                outcome = await self._send_and_confirm(tx, signature, last_valid)
-            except ChainUnavailableError as exc:
-                log.warning("proof %s: %s; retrying", proof.proof_id.hex()[:16], exc)
-                await asyncio.sleep(self.cfg.poll_interval_seconds * 5)
-                continue
+            ixs = self.deployment.proof_instructions(
+                proof, prover=self.payer.pubkey(), treasury=self.deployment.treasury(config)
+            )
+            blockhash, last_valid = await self.chain.latest_blockhash()
+            tx = sign(compile_message(self.payer.pubkey(), ixs, blockhash), self.payer)
+            signature = str(tx.signatures[0])
+            self.journal.record(
+                signature=signature,
+                kind="proof",
+                key=proof.proof_id,
+                vendor=proof.agent,
+                tx=bytes(tx),
+                last_valid=last_valid,
+            )
+            outcome = await self._send_and_confirm(tx, signature, last_valid)
             if isinstance(outcome, Landed):
                 self.journal.resolve(outcome.signature, AttemptState.CONFIRMED)
                 self._proofs_done.add(proof.proof_id)
