@@ -125,7 +125,13 @@ def env_for(settings: Settings, folder: Path) -> dict[str, str]:
 
 
 async def make_world(
-    kafka_settings: Settings, localnet_url: str, tmp: Path, *, agents: int = 6, tag: str = ""
+    kafka_settings: Settings,
+    localnet_url: str,
+    tmp: Path,
+    *,
+    agents: int = 6,
+    tag: str = "",
+    bond: int = BOND,
 ) -> World:
     payer_key = Keypair.generate()
     payer_file = tmp / "payer.json"
@@ -151,7 +157,7 @@ async def make_world(
         key = Keypair.from_seed(hashlib.sha256(f"settle-it:{tag}:{tmp}:{i}".encode()).digest())
         signer = SoldersKeypair.from_bytes(key.to_solana_bytes())
         await boot.fund(signer.pubkey(), 10**9)
-        await boot.deposit(signer, BOND)
+        await boot.deposit(signer, bond)
         world_agents.append(DeployedAgent(key))
     vendors = [bytes(SoldersKeypair().pubkey()) for _ in range(2)]
     for v in vendors:
@@ -895,3 +901,77 @@ async def test_lookup_tables_are_cached_and_reloaded_from_the_chain(
         assert again.created == again.extended == 0
     finally:
         await chain.close()
+
+
+def _one_voucher_batch(vendor: bytes, paid: AcceptedIntent) -> dict[str, Any]:
+    from machpay.protocol import MerkleTree
+    from machpay.streams.state import batch_id
+
+    root = MerkleTree([paid.id]).root
+    return {
+        "batch_id": batch_id(vendor, root, 1),
+        "vendor": vendor,
+        "root": root,
+        "leaf_count": 1,
+        "total": paid.signed.amount,
+        "intent_ids": [paid.id],
+        "vouchers": [
+            {
+                "channel": paid.signed.channel,
+                "agent": paid.signed.agent,
+                "message": paid.signed.message,
+                "signature": paid.signed.signature,
+                "cumulative": paid.signed.cumulative,
+            }
+        ],
+        "close_reason": "AGE",
+        "opened_at_ms": 1,
+        "closed_at_ms": 2,
+    }
+
+
+async def test_a_short_bond_pays_what_is_there_and_the_same_voucher_collects_after_a_top_up(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    world = await make_world(
+        kafka_settings, localnet_url, tmp_path, agents=1, tag="short", bond=1_000
+    )
+    agent, vendor = world.agents[0], world.vendors[0]
+    paid = agent.pay(vendor, 5_000)  # owes 5,000; the bond holds 1,000
+    batch = _one_voucher_batch(vendor, paid)
+    service = SettleService.from_settings(world.settings)
+    settler = service.settler
+    await settler.start()
+    try:
+        assert await settler.settle_batch(_batch_work(batch))
+        assert await world.boot.bond_balance(Pubkey(agent.public)) == 0
+        assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 1_000
+        state = world.deployment.channel_state(
+            await world.chain.account(Pubkey(paid.signed.channel))
+        )
+        assert state is not None
+        assert state.settled == 1_000
+        signer = SoldersKeypair.from_bytes(agent.key.to_solana_bytes())
+        await world.boot.deposit(signer, 10_000)
+        assert await settler.settle_batch(_batch_work(batch))  # the same batch, redelivered
+        assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 5_000
+        assert await world.boot.bond_balance(Pubkey(agent.public)) == 10_000 - 4_000
+        assert await settler.settle_batch(_batch_work(batch))  # and once more: nothing to do
+    finally:
+        await settler.stop()
+        await service.chain.close()
+    records = await read_topic(
+        world.settings,
+        topics.SETTLEMENTS,
+        done=lambda v: sum(1 for r in v if r["status"] == "CONFIRMED") >= 2,
+        wait_seconds=30,
+    )
+    rows = [
+        (c["paid"], c["settled_cumulative"])
+        for r in records
+        if r["status"] == "CONFIRMED"
+        for c in r["channels"]
+    ]
+    assert rows == [(1_000, 1_000), (4_000, 5_000)]
+    assert settler.counters.transactions == 2  # the third pass read the channel and sent nothing
+    await world.chain.close()
