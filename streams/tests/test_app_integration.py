@@ -388,6 +388,33 @@ async def test_exposure_follows_intents_settlements_and_bond_events_and_withdraw
     assert vouchers == {agent.channel(VENDORS[0]): 50, agent.channel(VENDORS[1]): 12}
 
 
+async def test_bonds_deposited_before_any_payment_reach_agents_status(
+    kafka_settings: Settings,
+) -> None:
+    """Gateways serve an agent's first call only once its bond is in agents.status:
+    a worker that learns of bonds before owning (or seeing intents on) the agents'
+    partitions must still publish them."""
+    settings = streams_settings(kafka_settings)
+    agents = [Agent(keypair(f"bond-only-{i}")) for i in range(8)]
+    for agent in agents:
+        await produce_facts(settings, agent)
+    wanted = {a.public for a in agents}
+
+    def bonded(statuses: list[tuple[bytes | None, dict[str, Any]]]) -> bool:
+        return {s["agent"] for _, s in statuses if s["bond"] == 1000} >= wanted
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(StreamsApp(settings).run(stop))
+    try:
+        statuses = await read_topic(settings, topics.AGENTS_STATUS, bonded, 30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert {s["agent"] for _, s in statuses if s["bond"] == 1000} >= wanted, (
+        "a bond known before any payment was not published to agents.status"
+    )
+
+
 @pytest.mark.slow
 async def test_a_second_worker_joining_mid_stream_changes_no_outcome(
     kafka_settings: Settings,

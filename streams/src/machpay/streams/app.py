@@ -374,8 +374,12 @@ class StreamsApp:
         await self._catch_up(owned, None)
         if self.owned.get(partition) is not owned:
             return None
-        # Announce this worker's view of every agent it now owns.
-        chunk = _Chunk(touched=set(owned.state.agents))
+        # Announce this worker's view of every agent it now owns: those with
+        # intents, and those only facts know of (a bond deposited before any
+        # payment: gateways need it to serve the agent's first call). Facts
+        # that arrived before this partition was owned were not published.
+        ledger_agents = {a for a in self.ledger.agents() if self._owner_partition(a) == partition}
+        chunk = _Chunk(touched=set(owned.state.agents) | ledger_agents)
         await self._finish(chunk)
         log.info(
             "partition %d: snapshot at %d, tail read to %d",
