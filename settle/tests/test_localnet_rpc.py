@@ -185,7 +185,7 @@ def _settle_ixs(
 async def _lookup_table(
     client: AsyncClient, url: str, authority: Keypair, addresses: list[Pubkey]
 ) -> AddressLookupTableAccount:
-    recent = (await client.get_slot()).value - 1
+    recent = (await client.get_slot()).value
     table, bump = derive_lookup_table_address(authority.pubkey(), recent)
     metas = [
         AccountMeta(table, False, True),
@@ -285,6 +285,9 @@ async def test_bond_and_settlement_through_a_lookup_table(
     assert meta.fee == 10_000, "fee payer + one precompile signature"
     logs = meta.log_messages or []
     assert any(line.startswith("Program data: ") for line in logs), logs
+    assert logs[:2] == [f"Program {MACHPAY} invoke [1]", "Program log: Instruction: Settle"], logs
+    debit = logs.index("Program log: Instruction: Debit")
+    assert logs[debit - 1] == f"Program {GLOBAL_BOND} invoke [2]", "msg! lines keep their place"
     assert any(line == f"Program {GLOBAL_BOND} invoke [2]" for line in logs), logs
     assert meta.loaded_addresses is not None
     assert len(meta.loaded_addresses.writable) == 3
@@ -318,6 +321,9 @@ async def test_a_failing_transaction_raises_with_the_program_logs(client: AsyncC
     text = str(raised.value)
     assert "Transaction simulation failed" in text, text
     assert str(GLOBAL_BOND) in text, "the program's logs come with the error"
+    # Anchor's msg! lines reach the logs as on a validator (stdout_logs.rs).
+    assert "Program log: Instruction: Withdraw" in text, text
+    assert "Program log: AnchorError caused by account: bond" in text, text
     assert (await client.get_balance(agent.pubkey())).value == SOL, "preflight charges nothing"
 
     blockhash = (await client.get_latest_blockhash()).value.blockhash

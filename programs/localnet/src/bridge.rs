@@ -117,9 +117,11 @@ fn run_native_instruction(invoke_context: &mut InvokeContext) -> Result<(), Inst
     // A nested native instruction (CPI into another native program) has its own
     // failure slot; restore the caller's afterwards.
     let outer_failure = SYSCALL_FAILURE.with(|slot| slot.borrow_mut().take());
+    crate::stdout_logs::begin();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         entry(&program_id, &account_infos, data)
     }));
+    crate::stdout_logs::end(crate::bridge::invoke_context());
     let failure = SYSCALL_FAILURE.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), outer_failure));
     if let Some(err) = failure {
         return Err(err);

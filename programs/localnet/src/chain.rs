@@ -157,8 +157,15 @@ impl Chain {
         &mut self.svm
     }
 
+    /// The slot being filled: the next transaction lands in it.
     pub fn slot(&self) -> u64 {
         self.slot
+    }
+
+    /// The last completed slot (the one of the latest landed transaction):
+    /// what `getSlot` reports, and present in the SlotHashes sysvar.
+    pub fn processed_slot(&self) -> u64 {
+        self.slot.saturating_sub(1)
     }
 
     pub fn clock(&self) -> Clock {

@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod chain;
 pub mod programs;
 pub mod rpc;
+pub mod stdout_logs;
 pub mod testkit;
 mod stubs;
 

@@ -75,6 +75,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(err) = machpay_localnet::stdout_logs::enable() {
+        eprintln!("machpay-localnet: program `msg!` lines stay on stdout (no capture file: {err})");
+    }
     let mut chain = Chain::new();
     programs::load(&mut chain);
     println!("listening on http://{local}");

@@ -8,10 +8,10 @@
 //! silently does nothing. `tests/bridge.rs` asserts balances after every CPI
 //! to catch exactly that.
 //!
-//! Not routed here by Anchor 1.2 natively: `msg!` (prints to stdout) and
-//! `emit!`/`sol_log_data` (a no-op). Programs that want their logs and events
-//! in the transaction logs call `solana_sysvar::program_stubs::sol_log` /
-//! `sol_log_data` off-chain (see NOTES-for-programs.md).
+//! Not routed here by Anchor 1.2 natively: `msg!` (a `println!`; see
+//! [`crate::stdout_logs`]) and `emit!`/`sol_log_data` (a no-op). The MachPay
+//! programs send their events through `solana_sysvar::program_stubs::sol_log_data`
+//! off-chain (their `emit_event`), which lands here.
 
 use std::collections::HashMap;
 
@@ -66,11 +66,13 @@ fn write_sysvar<T: Clone>(value: Result<std::sync::Arc<T>, InstructionError>, va
 impl SyscallStubs for RuntimeSyscalls {
     fn sol_log(&self, message: &str) {
         let context = invoke_context();
+        crate::stdout_logs::drain(context);
         stable_log::program_log(&context.get_log_collector(), message);
     }
 
     fn sol_log_data(&self, fields: &[&[u8]]) {
         let context = invoke_context();
+        crate::stdout_logs::drain(context);
         stable_log::program_data(&context.get_log_collector(), fields);
     }
 
@@ -93,7 +95,9 @@ impl SyscallStubs for RuntimeSyscalls {
         account_infos: &[AccountInfo],
         signers_seeds: &[&[&[u8]]],
     ) -> ProgramResult {
-        invoke_signed(invoke_context(), instruction, account_infos, signers_seeds)
+        let context = invoke_context();
+        crate::stdout_logs::drain(context);
+        invoke_signed(context, instruction, account_infos, signers_seeds)
     }
 
     fn sol_get_sysvar(&self, sysvar_id_addr: *const u8, var_addr: *mut u8, offset: u64, length: u64) -> u64 {

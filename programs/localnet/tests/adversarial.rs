@@ -173,3 +173,45 @@ fn a_proof_about_another_agents_bond_is_rejected() {
     assert_eq!(err, TransactionError::InstructionError(1, InstructionError::Custom(6015)), "WrongBond");
     assert_eq!(net.bond_balance(&innocent.pubkey()), 4 * SOL);
 }
+
+/// Anyone can send lamports to an address before its PDA account exists. A
+/// program that creates accounts with a bare System `create_account` would
+/// then fail forever: a griefer could block a channel's first settlement or
+/// a fraud proof's record (and so the slash).
+#[test]
+fn pre_funded_channel_and_proof_addresses_do_not_block_settlement_or_slashing() {
+    let mut net = MachPayNet::new();
+    let griefer = net.funded(10 * SOL);
+    let settler = net.funded(10 * SOL);
+    let vendor = net.funded(SOL).pubkey();
+    let agent = net.agent_with_bond(5 * SOL);
+    let grief = |to: Address| solana_system_interface::instruction::transfer(&griefer.pubkey(), &to, 1_000_000);
+
+    net.send(&[grief(channel_of(&agent.pubkey(), &vendor))], &griefer, &[]).unwrap();
+    let vendor_before = net.chain.balance(&vendor);
+    let v = voucher(&agent, &vendor, 1, 2_000_000, 2_000_000);
+    net.send(&settle_ixs(&settler.pubkey(), &vendor, &[v]), &settler, &[]).expect("a pre-funded channel address still settles");
+    assert_eq!(net.chain.balance(&vendor), vendor_before + 2_000_000);
+    assert_eq!(net.channel_settled(&agent.pubkey(), &vendor), 2_000_000);
+
+    let a = voucher(&agent, &vendor, 9, 3_000_000, 1_000_000);
+    let b = voucher(&agent, &vendor, 9, 4_000_000, 2_000_000);
+    let (first, second) = if a.id() < b.id() { (a, b) } else { (b, a) };
+    let proof_id = machpay_protocol::fraud::proof_id(machpay_protocol::fraud::FraudKind::from_byte(1).unwrap(), &first.id(), &second.id());
+    net.send(&[grief(fraud_record_of(&proof_id))], &griefer, &[]).unwrap();
+    let prover = net.funded(SOL);
+    let treasury = net.treasury;
+    net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &treasury), &prover, &[]).expect("a pre-funded record address still slashes");
+    assert_eq!(net.bond_balance(&agent.pubkey()), 0);
+}
+
+/// Depositing into a bond whose address was pre-funded works too.
+#[test]
+fn a_pre_funded_bond_address_still_takes_a_deposit() {
+    let mut net = MachPayNet::new();
+    let griefer = net.funded(SOL);
+    let agent = net.funded(5 * SOL);
+    net.send(&[solana_system_interface::instruction::transfer(&griefer.pubkey(), &bond_of(&agent.pubkey()), 1_000_000)], &griefer, &[]).unwrap();
+    net.send(&[deposit_ix(&agent.pubkey(), SOL)], &agent, &[]).expect("deposit");
+    assert_eq!(net.bond_balance(&agent.pubkey()), SOL);
+}

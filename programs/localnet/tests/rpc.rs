@@ -98,6 +98,10 @@ fn settlement_is_visible_through_transaction_and_account_queries() {
     let tx = net.v0_transaction(&settle_ixs(&settler.pubkey(), &vendor, &[v]), &settler, &[table]);
     let sig = result(&mut net, "sendTransaction", json!([b64(&tx), {"encoding": "base64"}]));
 
+    // getSlot is the last completed slot: the one this transaction landed in.
+    let status = result(&mut net, "getSignatureStatuses", json!([[sig]]));
+    assert_eq!(status["value"][0]["slot"], result(&mut net, "getSlot", json!([])));
+
     let needs_version = call(&mut net, "getTransaction", json!([sig, {"encoding": "json"}]));
     assert_eq!(error_code(&needs_version), code::UNSUPPORTED_TRANSACTION_VERSION);
     let got = result(&mut net, "getTransaction", json!([sig, {"encoding": "json", "maxSupportedTransactionVersion": 0}]));
@@ -176,4 +180,60 @@ fn the_server_answers_over_http() {
     stream.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains(r#""result":"ok""#), "{reply}");
+}
+
+#[test]
+fn simulation_options_behave_like_a_validator() {
+    let mut net = MachPayNet::new();
+    let payer = net.funded(1_000_000_000);
+    let recipient = Keypair::new().pubkey();
+    let old = net.chain.latest_blockhash();
+    net.chain.warp(0, 200); // `old` is now expired
+    let ix = solana_system_interface::instruction::transfer(&payer.pubkey(), &recipient, 2_000_000);
+    let message = Message::new_with_blockhash(&[ix], Some(&payer.pubkey()), &old);
+    // Unsigned: one all-zero signature.
+    let unsigned = VersionedTransaction::from(Transaction::new_unsigned(message.clone()));
+    let accounts = json!({"addresses": [recipient.to_string()], "encoding": "base64"});
+
+    let expired = result(&mut net, "simulateTransaction", json!([b64(&unsigned), {"encoding": "base64"}]));
+    assert_eq!(expired["value"]["err"], "BlockhashNotFound");
+    let replaced = result(&mut net, "simulateTransaction", json!([b64(&unsigned), {"encoding": "base64", "replaceRecentBlockhash": true, "accounts": accounts}]));
+    assert_eq!(replaced["value"]["err"], Value::Null, "{replaced}");
+    assert_eq!(replaced["value"]["accounts"][0]["lamports"], 2_000_000, "post-simulation state of the asked accounts");
+    assert_eq!(net.chain.balance(&recipient), 0, "a simulation changes nothing");
+
+    let mut fresh = message.clone();
+    fresh.recent_blockhash = net.chain.latest_blockhash();
+    let unsigned_fresh = VersionedTransaction::from(Transaction::new_unsigned(fresh));
+    let verified = result(&mut net, "simulateTransaction", json!([b64(&unsigned_fresh), {"encoding": "base64", "sigVerify": true}]));
+    assert_eq!(verified["value"]["err"], "SignatureFailure", "{verified}");
+    let conflicting = call(&mut net, "simulateTransaction", json!([b64(&unsigned_fresh), {"encoding": "base64", "sigVerify": true, "replaceRecentBlockhash": true}]));
+    assert_eq!(error_code(&conflicting), code::INVALID_PARAMS);
+
+    let fee = result(&mut net, "getFeeForMessage", json!([base64::engine::general_purpose::STANDARD.encode(bincode::serialize(&solana_message::VersionedMessage::Legacy(message)).unwrap())]));
+    assert_eq!(fee["value"], 5_000);
+}
+
+#[test]
+fn signature_history_pages_newest_first() {
+    let mut net = MachPayNet::new();
+    let payer = net.funded(1_000_000_000);
+    let recipient = Keypair::new().pubkey();
+    let mut sent = Vec::new();
+    for lamports in [1_000_000u64, 1_000_001, 1_000_002] {
+        let blockhash = net.chain.latest_blockhash();
+        let ix = solana_system_interface::instruction::transfer(&payer.pubkey(), &recipient, lamports);
+        let tx = Transaction::new(&[&payer], Message::new_with_blockhash(&[ix], Some(&payer.pubkey()), &blockhash), blockhash);
+        sent.push(result(&mut net, "sendTransaction", json!([b64(&VersionedTransaction::from(tx)), {"encoding": "base64"}])));
+    }
+    let all = result(&mut net, "getSignaturesForAddress", json!([recipient.to_string()]));
+    let order: Vec<Value> = all.as_array().unwrap().iter().map(|e| e["signature"].clone()).collect();
+    assert_eq!(order, vec![sent[2].clone(), sent[1].clone(), sent[0].clone()]);
+    let page = result(&mut net, "getSignaturesForAddress", json!([recipient.to_string(), {"before": sent[2], "limit": 1}]));
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["signature"], sent[1]);
+    let until = result(&mut net, "getSignaturesForAddress", json!([recipient.to_string(), {"until": sent[0]}]));
+    assert_eq!(until.as_array().unwrap().len(), 2);
+    assert_eq!(result(&mut net, "getTransaction", json!([solana_signature::Signature::from([3u8; 64]).to_string()])), Value::Null);
+    assert_eq!(error_code(&call(&mut net, "getSignaturesForAddress", json!([recipient.to_string(), {"limit": 0}]))), code::INVALID_PARAMS);
 }

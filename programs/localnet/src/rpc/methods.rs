@@ -47,15 +47,18 @@ pub fn dispatch(chain: &mut Chain, method: &str, items: &[Value]) -> RpcResult {
     match method {
         "getHealth" => Ok(json!("ok")),
         "getVersion" => Ok(json!({ "solana-core": CORE_VERSION, "feature-set": 0 })),
-        "getSlot" | "getBlockHeight" => Ok(json!(chain.slot())),
+        // The last completed slot, as a validator answers: it is already in the
+        // SlotHashes sysvar, so `getSlot` can seed an address lookup table's
+        // `recent_slot` (the slot being filled is not there yet).
+        "getSlot" | "getBlockHeight" => Ok(json!(chain.processed_slot())),
         "getGenesisHash" => Ok(json!(chain.genesis_hash().to_string())),
         "getEpochInfo" => {
             let clock = chain.clock();
             Ok(json!({
-                "absoluteSlot": chain.slot(),
-                "blockHeight": chain.slot(),
+                "absoluteSlot": chain.processed_slot(),
+                "blockHeight": chain.processed_slot(),
                 "epoch": clock.epoch,
-                "slotIndex": chain.slot(),
+                "slotIndex": chain.processed_slot(),
                 "slotsInEpoch": 432_000,
                 "transactionCount": chain.transaction_count(),
             }))
@@ -168,14 +171,14 @@ pub fn dispatch(chain: &mut Chain, method: &str, items: &[Value]) -> RpcResult {
             }
             chain.warp(seconds, slots);
             let clock = chain.clock();
-            Ok(json!({ "slot": chain.slot(), "unixTimestamp": clock.unix_timestamp }))
+            Ok(json!({ "slot": chain.processed_slot(), "unixTimestamp": clock.unix_timestamp }))
         }
         _ => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("Method not found: {method}"))),
     }
 }
 
 fn with_context(chain: &Chain, value: Value) -> Value {
-    json!({ "context": { "slot": chain.slot(), "apiVersion": CORE_VERSION }, "value": value })
+    json!({ "context": { "slot": chain.processed_slot(), "apiVersion": CORE_VERSION }, "value": value })
 }
 
 fn account_options(config: &Config) -> Result<(AccountEncoding, Option<DataSlice>), RpcError> {
