@@ -572,8 +572,8 @@ class SettleSettings(Section):
     confirm_timeout_seconds: float = Field(
         60.0,
         gt=0,
-        description="Give up waiting for a transaction after this long, but only once its "
-        "blockhash has expired (so it can no longer land).",
+        description="Warn (again every this many seconds) about a transaction not confirmed "
+        "yet. It is given up only once its blockhash has expired, so it can no longer land.",
     )
     poll_interval_seconds: float = Field(
         0.4, gt=0, le=60, description="How often signature statuses are polled."
