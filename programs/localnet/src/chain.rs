@@ -39,6 +39,11 @@ pub const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
 /// Signatures kept per address for `getSignaturesForAddress`.
 const SIGNATURES_PER_ADDRESS: usize = 10_000;
 
+/// Landed transactions kept for `getTransaction` and statuses (oldest go
+/// first), so a long-running node's memory stays bounded. A validator
+/// without a ledger archive forgets old transactions too.
+pub const TRANSACTIONS_KEPT: usize = 50_000;
+
 /// A transaction the chain has executed and included in a slot.
 #[derive(Debug, Clone)]
 pub struct LandedTransaction {
@@ -82,6 +87,8 @@ pub struct Chain {
     /// Blockhash of each recent slot, oldest first.
     recent_blockhashes: VecDeque<(Hash, u64)>,
     transactions: HashMap<Signature, LandedTransaction>,
+    /// Landing order of `transactions`, oldest first.
+    landing_order: VecDeque<Signature>,
     by_address: HashMap<Address, VecDeque<Signature>>,
     /// Seconds added to wall time by `warp` (timelock tests).
     clock_offset: i64,
@@ -121,6 +128,7 @@ impl Chain {
             slot: 0,
             recent_blockhashes: VecDeque::new(),
             transactions: HashMap::new(),
+            landing_order: VecDeque::new(),
             by_address: HashMap::new(),
             clock_offset: 0,
             faucet: Keypair::new(),
@@ -408,6 +416,14 @@ impl Chain {
             }
         }
         self.transactions.insert(signature, landed);
+        self.landing_order.push_back(signature);
+        while self.landing_order.len() > TRANSACTIONS_KEPT {
+            if let Some(oldest) = self.landing_order.pop_front() {
+                // `by_address` entries of forgotten transactions are skipped
+                // when read and age out with SIGNATURES_PER_ADDRESS.
+                self.transactions.remove(&oldest);
+            }
+        }
         self.start_slot(self.slot + 1);
         Ok(&self.transactions[&signature])
     }
