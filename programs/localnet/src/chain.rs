@@ -98,10 +98,7 @@ pub struct Chain {
 }
 
 fn wall_clock_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 impl Default for Chain {
@@ -141,10 +138,7 @@ impl Chain {
             executable: false,
             rent_epoch: 0,
         };
-        chain
-            .svm
-            .set_account(chain.faucet.pubkey(), faucet_account)
-            .expect("a system account is always valid");
+        chain.svm.set_account(chain.faucet.pubkey(), faucet_account).expect("a system account is always valid");
         chain.start_slot(1);
         chain.genesis_hash = chain.svm.latest_blockhash();
         chain
@@ -289,7 +283,8 @@ impl Chain {
             let Ok(table) = AddressLookupTable::deserialize(&table.data) else {
                 continue;
             };
-            for (indexes, out) in [(&lookup.writable_indexes, &mut writable), (&lookup.readonly_indexes, &mut readonly)] {
+            for (indexes, out) in [(&lookup.writable_indexes, &mut writable), (&lookup.readonly_indexes, &mut readonly)]
+            {
                 for &i in indexes.iter() {
                     if let Some(address) = table.addresses.get(i as usize) {
                         out.push(*address);
@@ -304,11 +299,7 @@ impl Chain {
         if self.is_blockhash_valid(tx.message.recent_blockhash()) {
             Ok(())
         } else {
-            Err(Rejection {
-                err: TransactionError::BlockhashNotFound,
-                logs: Vec::new(),
-                compute_units_consumed: 0,
-            })
+            Err(Rejection { err: TransactionError::BlockhashNotFound, logs: Vec::new(), compute_units_consumed: 0 })
         }
     }
 
@@ -369,28 +360,23 @@ impl Chain {
             });
         }
         let (static_keys, loaded_writable, loaded_readonly) = self.resolve_keys(&tx);
-        let account_keys: Vec<Address> = static_keys
-            .iter()
-            .chain(&loaded_writable)
-            .chain(&loaded_readonly)
-            .copied()
-            .collect();
+        let account_keys: Vec<Address> =
+            static_keys.iter().chain(&loaded_writable).chain(&loaded_readonly).copied().collect();
         let pre_balances: Vec<u64> = account_keys.iter().map(|k| self.balance(k)).collect();
 
-        let (meta, err): (TransactionMetadata, Option<TransactionError>) =
-            match self.svm.send_transaction(tx.clone()) {
-                Ok(meta) => (meta, None),
-                Err(FailedTransactionMetadata { err, meta }) => {
-                    if self.svm.get_transaction(&signature).is_none() {
-                        return Err(Rejection {
-                            err,
-                            logs: meta.logs,
-                            compute_units_consumed: meta.compute_units_consumed,
-                        });
-                    }
-                    (meta, Some(err))
+        let (meta, err): (TransactionMetadata, Option<TransactionError>) = match self.svm.send_transaction(tx.clone()) {
+            Ok(meta) => (meta, None),
+            Err(FailedTransactionMetadata { err, meta }) => {
+                if self.svm.get_transaction(&signature).is_none() {
+                    return Err(Rejection {
+                        err,
+                        logs: meta.logs,
+                        compute_units_consumed: meta.compute_units_consumed,
+                    });
                 }
-            };
+                (meta, Some(err))
+            }
+        };
         let post_balances: Vec<u64> = account_keys.iter().map(|k| self.balance(k)).collect();
         let landed = LandedTransaction {
             signature,
