@@ -150,9 +150,10 @@ pub fn landed_transaction(landed: &LandedTransaction, encoding: &str, with_versi
                 json!([bs58::encode(bytes).into_string(), "base58"])
             }
         }
-        other => return Err(RpcError::invalid_params(format!(
-            "Invalid params: unsupported transaction encoding `{other}` (this localnet serves json, base64 and base58)"
-        ))),
+        other => {
+            let message = format!("Invalid params: unsupported transaction encoding `{other}` (json, base64, base58)");
+            return Err(RpcError::invalid_params(message));
+        }
     };
     let inner: Vec<Value> = landed
         .inner_instructions
