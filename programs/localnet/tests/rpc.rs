@@ -294,3 +294,26 @@ fn signature_history_pages_newest_first() {
         code::INVALID_PARAMS
     );
 }
+
+#[test]
+fn a_transaction_over_the_packet_size_is_refused_like_a_validator_does() {
+    let mut net = MachPayNet::new();
+    let settler = net.funded(10_000_000_000);
+    let vendor = net.funded(1_000_000_000).pubkey();
+    let agents: Vec<Keypair> = (0..5).map(|_| net.agent_with_bond(1_000_000_000)).collect();
+    let vouchers: Vec<Voucher> = agents.iter().map(|a| voucher(a, &vendor, 1, 1_000_000, 1_000_000)).collect();
+    let mut keys =
+        vec![vendor, machpay_config(), bond_authority(), INSTRUCTIONS_SYSVAR, global_bond::ID, SYSTEM_PROGRAM];
+    for a in &agents {
+        keys.push(channel_of(&a.pubkey(), &vendor));
+        keys.push(bond_of(&a.pubkey()));
+    }
+    let table = net.lookup_table(&settler, &keys);
+    // Five channels: 1,367 bytes (docs/onchain.md §5), one packet is 1,232.
+    let tx = net.v0_transaction(&settle_ixs(&settler.pubkey(), &vendor, &vouchers), &settler, &[table]);
+    assert!(bincode::serialize(&tx).unwrap().len() > 1_232);
+    let reply = call(&mut net, "sendTransaction", json!([b64(&tx), {"encoding": "base64"}]));
+    assert_eq!(error_code(&reply), code::INVALID_PARAMS);
+    assert!(reply["error"]["message"].as_str().unwrap().contains("too large"), "{reply}");
+    assert_eq!(net.bond_balance(&agents[0].pubkey()), 1_000_000_000);
+}
