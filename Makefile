@@ -19,8 +19,8 @@ help:  ## List the targets.
 setup:  ## Create the venv under $(MACHPAY_CACHE) and install every component (editable).
 	@bash scripts/setup-venv.sh
 
-demo: setup  ## Start a local Kafka, push signed intents through it and show what happened.
-	@$(VENV)/bin/machpay kafka smoke
+demo: setup  ## Start the local stack (Kafka, Solana runtime, services), run agents paying, show what happened.
+	@$(VENV)/bin/machpay demo
 
 test: setup lint test-python test-rust  ## Install what is needed and run every test (Python and Rust).
 

@@ -4,9 +4,11 @@ Both read the same pre-produced ``intents.accepted`` records (1,000 signed
 intents per record, as gateways pack them) from a fresh consumer group, on a
 local broker (fresh, on free ports, or ``MACHPAY_BENCH_BOOTSTRAP``):
 
-* **worker**: :class:`machpay.streams.worker.StreamsWorker`, the whole path:
+* **worker**: :class:`machpay.streams.app.StreamsApp`, the whole Faust
+  topology as ``machpay streams worker`` runs it: ``take_events`` chunks,
   decode, dedupe, equivocation and channel checks, batching with Merkle
-  roots, statuses, produce with acks=all, commit;
+  roots, statuses, produce with acks=all, per-key snapshots to the state
+  table (changelog, acks=all), Faust's commits;
 * **plain loop**: the Python ceiling: decode, the same Ed25519 check, a dict
   dedupe, a last-cumulative check per channel, one Merkle root per 10,000
   intents, one produce per record, commit.
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 
 from bench.harness import Figure, local_kafka, median, record
 from machpay import topics
@@ -41,8 +44,8 @@ from machpay.kafka.admin import acreate_topics
 from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import ProtocolError, merkle_root
+from machpay.streams.app import StreamsApp
 from machpay.streams.traffic import Agent, keypair, vendor_key
-from machpay.streams.worker import StreamsWorker
 from machpay.wire import WireCodec
 from machpay.wire.intents import AcceptedIntent, intent_batch, unpack
 
@@ -153,14 +156,22 @@ async def run_worker(settings: Settings, group: str, verify: bool) -> float:
     cfg = StreamsSettings(  # type: ignore[call-arg]
         group_id=group, worker_id=group, batch_max_intents=10_000, verify_signatures=verify
     )
-    worker = StreamsWorker(settings.model_copy(update={"streams": cfg}))
+    worker = StreamsApp(settings.model_copy(update={"streams": cfg}))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
-        return await _timed(lambda: worker.counters.intents, task)
+        rate = await _timed(lambda: worker.counters.intents, task)
     finally:
         stop.set()
         await task
+    c = worker.counters
+    print(
+        f"    faust worker ({'verify' if verify else 'trust'}): {rate:,.0f} intents/s; "
+        f"{c.records} records in {c.chunks} chunks, {c.table_writes} table writes "
+        f"({1000 * c.table_writes / max(c.intents, 1):.1f} per 1k intents), "
+        f"{c.tail_records} read on take"
+    )
+    return rate
 
 
 async def plain_loop(settings: Settings, group: str, verify: bool, count: list[int]) -> None:
@@ -212,6 +223,49 @@ async def plain_loop(settings: Settings, group: str, verify: bool, count: list[i
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def commit_to_end(settings: Settings, group: str) -> None:
+    """Commit the end of every partition for ``group``: as if it had processed everything."""
+    kafka = settings.kafka
+    source = topic_name(topics.INTENTS_ACCEPTED, kafka)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, group_id=group))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(source, p) for p in range(settings.local_kafka.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: end for tp, end in ends.items() if end})
+    finally:
+        await consumer.stop()
+
+
+async def run_take(settings: Settings, group: str) -> float:
+    """Seconds a fresh worker in ``group`` spends taking every partition (restore + tail)."""
+    cfg = StreamsSettings(  # type: ignore[call-arg]
+        group_id=group, worker_id=f"{group}-take", batch_max_intents=10_000, verify_signatures=False
+    )
+    worker = StreamsApp(settings.model_copy(update={"streams": cfg}))
+    stop = asyncio.Event()
+    start = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        deadline = time.monotonic() + 300
+        while len(worker.owned) < settings.local_kafka.partitions and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+            if task.done():
+                task.result()
+        started = time.perf_counter() - start
+    finally:
+        stop.set()
+        await task
+    c = worker.counters
+    print(
+        f"    take ({group}): {c.take_seconds:.2f} s in takes ({started:.1f} s from start, "
+        f"Faust start and group join included); {c.restored_records} records restored "
+        f"from the table, {c.tail_records} read from the partitions"
+    )
+    return c.take_seconds
 
 
 async def run_plain(settings: Settings, group: str, verify: bool) -> float:
@@ -280,6 +334,13 @@ async def measure(settings: Settings) -> list[Figure]:
             runs.setdefault(f"plain-{tag}", []).append(
                 await run_plain(settings, f"p{i}{tag}", verify)
             )
+    # Taking over the partitions: from the state table the last trust run left
+    # (snapshot + the tail to its commit), against replaying them from the
+    # start (a group whose offsets are committed at the end, no snapshot).
+    for i in range(RUNS):
+        runs.setdefault("take-table", []).append(await run_take(settings, f"w{i}trust"))
+        await commit_to_end(settings, f"{settings.kafka.topic_prefix}r{i}")
+        runs.setdefault("take-replay", []).append(await run_take(settings, f"r{i}"))
     with tempfile.TemporaryDirectory() as tmp:
         naive = await naive_faust(settings, intents[:NAIVE_INTENTS], Path(tmp))
     figures = []
@@ -305,6 +366,18 @@ async def measure(settings: Settings) -> list[Figure]:
             baseline_value=naive,
             target=">= 5x naive Faust",
             runs=runs["worker-trust"],
+        )
+    )
+    figures.append(
+        Figure(
+            name=f"take of {settings.local_kafka.partitions} partitions ({INTENTS:,} intents), "
+            "restored from the state table",
+            value=median(runs["take-table"]),
+            unit="s",
+            baseline="the same take replaying the partitions from their start",
+            baseline_value=median(runs["take-replay"]),
+            target="< 1 (the table spares the replay)",
+            runs=runs["take-table"],
         )
     )
     return figures

@@ -86,6 +86,9 @@ def test_journal_survives_reopening(tmp_path: Path) -> None:
     ]
     assert again.count(AttemptState.CONFIRMED) == 1
     assert again.pending("proof") == []
+    # Pruning forgets resolved attempts only; the pending one stays whatever its age.
+    assert again.prune(older_than_ms=2**62) == 1
+    assert [a.signature for a in again.attempts("settle", b"b" * 32)] == ["sig1"]
 
 
 def test_checkpoint_round_trips_and_bad_files_are_named(tmp_path: Path) -> None:
@@ -98,3 +101,18 @@ def test_checkpoint_round_trips_and_bad_files_are_named(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(ValueError, match=r"follower\.json"):
         Checkpoint.load(path)
+
+
+def test_run_without_kafka_names_the_setting(tmp_path: Path) -> None:
+    from machpay.protocol import Keypair, save_keypair
+    from machpay.testing import free_port
+
+    save_keypair(Keypair.generate(), tmp_path / "payer.json")
+    nobody = f"127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(
+        cli,
+        ["settle", "run", "--payer", str(tmp_path / "payer.json"), "--state-dir", str(tmp_path)],
+        env={"MACHPAY_CONFIG": "", "MACHPAY_KAFKA__BOOTSTRAP_SERVERS": nobody},
+    )
+    assert result.exit_code != 0
+    assert f"setting kafka.bootstrap_servers {nobody}" in result.output

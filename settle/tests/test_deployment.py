@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from machpay.settle.programs import Deployment, default_idl_dir
 from machpay.settle.records import ChainEventKind
 from machpay.settle.transactions import MAX_TRANSACTION_BYTES, pack, sign
 
-FIXTURE_IDL = Path(__file__).parent / "fixtures" / "idl"
 MACHPAY = "MachPay111111111111111111111111111111111111"
 GBOND = "GBond11111111111111111111111111111111111111"
 REGISTRY = "SvcReg1111111111111111111111111111111111111"
@@ -32,9 +30,11 @@ PAYER = SoldersKeypair.from_seed(bytes([7]) * 32)
 
 
 def idl_dir() -> Path:
-    """The committed programs/idl once merged, else the snapshot taken from the programs branch."""
-    real = default_idl_dir()
-    return real if (real / "machpay.json").exists() else FIXTURE_IDL
+    """The programs' committed IDLs (programs/idl), which the codec is derived from."""
+    folder = default_idl_dir()
+    if not (folder / "machpay.json").exists():
+        pytest.fail(f"{folder} has no machpay.json: the programs' IDLs are missing")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -207,12 +207,31 @@ def test_events_become_settlement_rows_and_chain_facts(deployment: Deployment) -
     assert facts[2].unlock_at == 1234
 
 
-def test_snapshot_matches_the_committed_idl() -> None:
-    """Once programs/idl is merged, the test snapshot must not drift from it."""
-    real = default_idl_dir()
-    if not (real / "machpay.json").exists():
-        pytest.fail(f"{real} has no machpay.json: merge the programs branch")
-    for name in ("machpay.json", "global_bond.json", "service_registry.json"):
-        assert json.loads((real / name).read_text()) == json.loads(
-            (FIXTURE_IDL / name).read_text()
-        ), f"{name} drifted: copy programs/idl/{name} to settle/tests/fixtures/idl/"
+def test_program_errors_are_named_from_the_idl(deployment: Deployment) -> None:
+    logs = [
+        f"Program {deployment.machpay.program_id} invoke [1]",
+        "Program log: AnchorError occurred. Error Code: WrongDomain. Error Number: 6013.",
+        f"Program {deployment.machpay.program_id} failed: custom program error: 0x177d",
+    ]
+    text = deployment.explain_error("InstructionError(1, Custom(6013))", logs)
+    assert text.startswith("machpay.WrongDomain (6013)")
+    assert "custom program error: 0x177d" in text
+    # The same code in GlobalBond is another error: the failing program decides.
+    bond_logs = [
+        f"Program {deployment.global_bond.program_id} failed: custom program error: 0x1773"
+    ]
+    assert deployment.explain_error("custom program error: 0x1773", bond_logs).startswith(
+        "global_bond.InsufficientBond (6003)"
+    )
+    assert deployment.explain_error("BlockhashNotFound") == "BlockhashNotFound"
+
+
+def test_fixed_pdas_match_the_contract(deployment: Deployment) -> None:
+    """docs/onchain.md §1 lists them; the settler derives the same from the IDL's seeds."""
+    assert str(deployment.config()) == "DcsEX3TbGXNxwcigq1sCLe7s9BSgTyYnmu4UCXrT1uZs"
+    assert str(deployment.bond_config()) == "3W6bAypcvXnGnCqgRXXFMdxBpLcHQCGW73nCQF8w6gpd"
+    settle = deployment.machpay.instruction("settle")
+    metas = settle.metas({"settler": Pubkey.default(), "vendor": Pubkey.default()}, {}, [])
+    names = [a.name for a in settle.accounts]
+    authority = metas[names.index("bond_authority")].pubkey
+    assert str(authority) == "7ys6dd6BmbVK7c7u78JWYrPxiyu4MS2KuU2Z2CWfhpaq"

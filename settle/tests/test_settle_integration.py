@@ -39,6 +39,7 @@ from machpay.settle.chain import Chain
 from machpay.settle.idl import events_from_logs
 from machpay.settle.service import SettleService, load_deployment
 from machpay.settle.settler import BatchWork
+from machpay.settle.transactions import sign
 from machpay.streams.traffic import Agent
 from machpay.testing import read_topic
 from machpay.wire import WireCodec
@@ -105,21 +106,32 @@ def settings_for(base: Settings, rpc_url: str, state_dir: Path, payer_file: Path
     )
 
 
-def env_for(settings: Settings) -> dict[str, str]:
-    """The settings as MACHPAY_* variables for a subprocess (`machpay ...`)."""
+def env_for(settings: Settings, folder: Path) -> dict[str, str]:
+    """An environment whose MACHPAY_CONFIG is a TOML file of these settings (for `machpay ...`)."""
+    from machpay.config import to_toml
+
+    config = folder / "machpay.toml"
+    config.write_text(
+        to_toml(
+            {
+                section: getattr(settings, section).model_dump(mode="json")
+                for section in ("kafka", "streams", "settle")
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MACHPAY_")}
-    for section in ("kafka", "streams", "settle"):
-        for name, value in getattr(settings, section).model_dump(mode="json").items():
-            if value is not None:
-                env[f"MACHPAY_{section.upper()}__{name.upper()}"] = (
-                    str(value).lower() if isinstance(value, bool) else str(value)
-                )
-    env["MACHPAY_CONFIG"] = ""
+    env["MACHPAY_CONFIG"] = str(config)
     return env
 
 
 async def make_world(
-    kafka_settings: Settings, localnet_url: str, tmp: Path, *, agents: int = 6, tag: str = ""
+    kafka_settings: Settings,
+    localnet_url: str,
+    tmp: Path,
+    *,
+    agents: int = 6,
+    tag: str = "",
+    bond: int = BOND,
 ) -> World:
     payer_key = Keypair.generate()
     payer_file = tmp / "payer.json"
@@ -145,7 +157,7 @@ async def make_world(
         key = Keypair.from_seed(hashlib.sha256(f"settle-it:{tag}:{tmp}:{i}".encode()).digest())
         signer = SoldersKeypair.from_bytes(key.to_solana_bytes())
         await boot.fund(signer.pubkey(), 10**9)
-        await boot.deposit(signer, BOND)
+        await boot.deposit(signer, bond)
         world_agents.append(DeployedAgent(key))
     vendors = [bytes(SoldersKeypair().pubkey()) for _ in range(2)]
     for v in vendors:
@@ -206,7 +218,7 @@ def subprocess_command(
 async def streams_worker(world: World, tmp: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
     with subprocess_command(
         ["streams", "worker", "--log-level", "WARNING"],
-        env_for(world.settings),
+        env_for(world.settings, tmp),
         tmp / "streams.log",
     ) as proc:
         yield proc
@@ -312,22 +324,21 @@ async def test_stream_batches_settle_exactly_and_a_replay_pays_nothing(
         print(f"settler: {counters.line()}; batches {len(batches)}")
         assert counters.failed == 0
         assert counters.channels_settled >= len(world.agents) * 2
-        # The follower saw every deposit and every settled channel.
+
+        # The follower saw every deposit and every settled channel (the runtime is shared
+        # by the session's tests: only this test's vendors count).
+        def ours(v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [e for e in v if e["kind"] == "BATCH_SETTLED" and e["vendor"] in world.vendors]
+
         events = await read_topic(
             world.settings,
             topics.CHAIN_EVENTS,
-            done=lambda v: (
-                sum(1 for e in v if e["kind"] == "BATCH_SETTLED") >= counters.channels_settled
-            ),
+            done=lambda v: len(ours(v)) >= counters.channels_settled,
             wait_seconds=30,
         )
         deposits = {e["agent"] for e in events if e["kind"] == "BOND_DEPOSITED"}
         assert {a.public for a in world.agents} <= deposits
-        settled_rows = {
-            (e["signature"], e["account"]): e["amount"]
-            for e in events
-            if e["kind"] == "BATCH_SETTLED"
-        }
+        settled_rows = {(e["signature"], e["account"]): e["amount"] for e in ours(events)}
         assert sum(settled_rows.values()) == sum(world.expected_agent_spend().values())
 
     # Replay every batch through a fresh settler: it reads the channels and sends nothing.
@@ -418,6 +429,7 @@ async def test_fraud_proofs_slash_once_each(
             await producer.send_and_wait(name, codec.encode(name, p), key=p["agent"])
     finally:
         await producer.stop()
+    cheaters = {cheat_a.public, cheat_b.public}
     treasury_before = await world.chain.balance(world.treasury)
     bonds_before = {a.public: await world.boot.bond_balance(Pubkey(a.public)) for a in world.agents}
     async with settler_in_process(world) as service:
@@ -435,10 +447,12 @@ async def test_fraud_proofs_slash_once_each(
         events = await read_topic(
             world.settings,
             topics.CHAIN_EVENTS,
-            done=lambda v: sum(1 for e in v if e["kind"] == "SLASHED") >= 2,
+            done=lambda v: (
+                sum(1 for e in v if e["kind"] == "SLASHED" and e["agent"] in cheaters) >= 2
+            ),
             wait_seconds=30,
         )
-    slashed = [e for e in events if e["kind"] == "SLASHED"]
+    slashed = [e for e in events if e["kind"] == "SLASHED" and e["agent"] in cheaters]
     assert sorted(e["agent"] for e in slashed) == sorted([cheat_a.public, cheat_b.public])
     for a in (cheat_a, cheat_b):
         assert await world.boot.bond_balance(Pubkey(a.public)) == 0
@@ -461,7 +475,7 @@ async def test_kill9_mid_run_then_restart_settles_everything_once(
 ) -> None:
     world = await make_world(kafka_settings, localnet_url, tmp_path, agents=8, tag="kill9")
     await produce_intents(world.settings, honest_traffic(world, per_agent=50))
-    env = env_for(world.settings)
+    env = env_for(world.settings, tmp_path)
     async with streams_worker(world, tmp_path):
         batches = await read_batches(world)
         assert len(batches) >= 8
@@ -590,3 +604,374 @@ def test_init_and_status_commands(localnet_url: str, tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, ["settle", "init", *args, "--treasury", "nope"], env=env)
     assert bad.exit_code != 0
     assert "--treasury" in bad.output
+
+
+async def test_a_withdrawal_request_on_chain_moves_that_agents_batches_first(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """Follower -> WITHDRAW_REQUESTED in chain.events -> the settler's queue promotes."""
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=3, tag="withdraw")
+    quitter = world.agents[2]
+    signer = SoldersKeypair.from_bytes(quitter.key.to_solana_bytes())
+    await world.boot.request_withdrawal(signer, BOND // 2)
+    service = SettleService.from_settings(world.settings)
+    assert service.follower is not None
+    queued = [_batch_work(_fake_batch(world, a)) for a in world.agents]
+    for work in queued:
+        service.settler.queue.push(work, work.agents)
+    await service.follower.start()
+    try:
+        await service.follower.poll()
+    finally:
+        await service.follower.stop()
+        await service.chain.close()
+    order = [service.settler.queue.pop() for _ in queued]
+    assert order[0] is queued[2]  # the withdrawing agent's batch, though it arrived last
+    assert order[1:] == queued[:2]
+    events = await read_topic(
+        world.settings,
+        topics.CHAIN_EVENTS,
+        done=lambda v: any(e["kind"] == "WITHDRAW_REQUESTED" for e in v),
+        wait_seconds=20,
+    )
+    (request,) = [e for e in events if e["kind"] == "WITHDRAW_REQUESTED"]
+    assert request["agent"] == quitter.public
+    assert request["amount"] == BOND // 2
+    assert request["unlock_at"] is not None
+    assert request["unlock_at"] > 0
+    assert request["account"] == bytes(world.deployment.bond(quitter.public))
+
+
+def _fake_batch(world: World, agent: DeployedAgent) -> dict[str, Any]:
+    intent = agent.pay(world.vendors[0], 10)
+    s = intent.signed
+    return {
+        "batch_id": hashlib.sha256(s.id).digest(),
+        "vendor": world.vendors[0],
+        "root": s.id,
+        "leaf_count": 1,
+        "total": s.amount,
+        "vouchers": [{"message": s.message, "signature": s.signature, "agent": s.agent}],
+    }
+
+
+async def test_a_batch_the_chain_refuses_ends_failed_with_reason_and_is_not_retried_forever(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """A vendor account that does not exist cannot receive 500 lamports (below rent-exempt):
+    every attempt is FAILED with the runtime's reason, then the batch is given up."""
+    from machpay.protocol import MerkleTree
+    from machpay.streams.state import batch_id
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=1, tag="refused")
+    settle = world.settings.settle.model_copy(update={"max_attempts": 2})
+    world.settings = world.settings.model_copy(update={"settle": settle})
+    vendor = bytes(SoldersKeypair().pubkey())  # never funded
+    paid = world.agents[0].pay(vendor, 500)
+    root = MerkleTree([paid.id]).root
+    value = {
+        "batch_id": batch_id(vendor, root, 1),
+        "vendor": vendor,
+        "root": root,
+        "leaf_count": 1,
+        "total": 500,
+        "intent_ids": [paid.id],
+        "vouchers": [
+            {
+                "channel": paid.signed.channel,
+                "agent": paid.signed.agent,
+                "message": paid.signed.message,
+                "signature": paid.signed.signature,
+                "cumulative": 500,
+            }
+        ],
+        "close_reason": "AGE",
+        "opened_at_ms": 1,
+        "closed_at_ms": 2,
+    }
+    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
+    finally:
+        await producer.stop()
+    async with settler_in_process(world) as service:
+        records = await read_topic(
+            world.settings,
+            topics.SETTLEMENTS,
+            done=lambda v: sum(1 for r in v if r["status"] == "FAILED") >= 2,
+            wait_seconds=60,
+        )
+        await wait_until(lambda: _drained(service), "the batch given up and committed", 30)
+        assert service.settler.counters.batches_failed == 1
+    statuses = [r["status"] for r in records]
+    assert statuses == ["SUBMITTED", "FAILED", "SUBMITTED", "FAILED"]
+    failed = [r for r in records if r["status"] == "FAILED"]
+    assert all(r["signature"] for r in failed)
+    # (The same signature twice when the blockhash did not move: a byte-identical retry.)
+    assert all("rent" in r["reason"].lower() for r in failed), failed[0]["reason"]
+    assert await world.boot.bond_balance(Pubkey(world.agents[0].public)) == BOND
+    await world.chain.close()
+
+
+async def test_follower_publishes_registry_events_and_resumes_from_its_checkpoint(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    from machpay.settle.follower import Follower
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=1, tag="registry")
+    registry = world.deployment.service_registry
+    assert registry is not None
+    vendor = SoldersKeypair()
+    await world.boot.fund(vendor.pubkey(), 10**9)
+    register = registry.instruction("register_vendor").build(
+        {"authority": vendor.pubkey()}, {"name": "acme", "metadata_uri": ""}
+    )
+    terms = {
+        "price": 250,
+        "asset": bytes(32),
+        "unit": "call",
+        "gateway_url": "https://acme.example/v1",
+        "metadata_uri": "",
+    }
+    service_ix = registry.instruction("register_service").build(
+        {"authority": vendor.pubkey()}, {"name": "search", "terms": terms}
+    )
+    await send_and_confirm(world.chain, vendor, [register, service_ix])
+    service_pda = Pubkey.find_program_address(
+        [b"service", bytes(vendor.pubkey()), b"search"], registry.program_id
+    )[0]
+    assert await world.chain.account(service_pda) is not None  # the PDA from the arg seed
+
+    follower = Follower(world.settings, world.deployment, world.chain)
+    await follower.start()
+    try:
+        first = await follower.poll()
+        again = await follower.poll()  # nothing new: the checkpoint moved
+    finally:
+        await follower.stop()
+    assert first > 0
+    assert again == 0
+    resumed = Follower(world.settings, world.deployment, world.chain)  # reads the checkpoint file
+    await resumed.start()
+    try:
+        assert await resumed.poll() == 0
+    finally:
+        await resumed.stop()
+    events = await read_topic(
+        world.settings,
+        topics.CHAIN_EVENTS,
+        done=lambda v: any(e["kind"] == "SERVICE_UPDATED" for e in v),
+        wait_seconds=20,
+    )
+    mine = [e for e in events if e["vendor"] == bytes(vendor.pubkey())]
+    kinds = sorted(e["kind"] for e in mine)
+    assert kinds == ["SERVICE_UPDATED", "VENDOR_REGISTERED"]
+    (svc,) = [e for e in mine if e["kind"] == "SERVICE_UPDATED"]
+    assert svc["account"] == bytes(service_pda)
+    assert svc["amount"] == 250
+    await world.chain.close()
+
+
+async def test_a_journaled_transaction_that_expired_unsent_is_failed_then_settled_once(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """Crash after journaling, before sending; restart after its blockhash expired.
+
+    The settler rebroadcasts the journaled bytes, sees the blockhash is past,
+    records FAILED ``expired`` for that signature, re-reads the channel and
+    settles with a new transaction: one payment, every signature accounted for.
+    """
+    from machpay.localnet.node import rpc_call
+    from machpay.protocol import MerkleTree
+    from machpay.settle.journal import AttemptState, Journal
+    from machpay.streams.state import batch_id
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=1, tag="expired")
+    vendor = world.vendors[0]
+    paid = world.agents[0].pay(vendor, 777)
+    root = MerkleTree([paid.id]).root
+    bid = batch_id(vendor, root, 1)
+    ixs = world.deployment.settle_instructions(
+        payer=world.payer.pubkey(),
+        vendor=vendor,
+        root=root,
+        leaf_count=1,
+        total=777,
+        vouchers=[paid.signed],
+    )
+    from machpay.settle.transactions import compile_message
+
+    blockhash, last_valid = await world.chain.latest_blockhash()
+    stale = sign(compile_message(world.payer.pubkey(), ixs, blockhash), world.payer)
+    journal = Journal(world.settings.settle.state_dir / "journal.sqlite")
+    journal.record(
+        signature=str(stale.signatures[0]),
+        kind="settle",
+        key=bid,
+        vendor=vendor,
+        tx=bytes(stale),
+        last_valid=last_valid,
+    )
+    journal.close()
+    rpc_call(localnet_url, "machpayLocalnetWarp", [{"slots": 300}])
+    value = {
+        "batch_id": bid,
+        "vendor": vendor,
+        "root": root,
+        "leaf_count": 1,
+        "total": 777,
+        "intent_ids": [paid.id],
+        "vouchers": [
+            {
+                "channel": paid.signed.channel,
+                "agent": paid.signed.agent,
+                "message": paid.signed.message,
+                "signature": paid.signed.signature,
+                "cumulative": 777,
+            }
+        ],
+        "close_reason": "AGE",
+        "opened_at_ms": 1,
+        "closed_at_ms": 2,
+    }
+    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
+    finally:
+        await producer.stop()
+    async with settler_in_process(world) as service:
+        records = await read_topic(
+            world.settings,
+            topics.SETTLEMENTS,
+            done=lambda v: any(r["status"] == "CONFIRMED" for r in v),
+            wait_seconds=60,
+        )
+        assert service.settler.counters.resumed == 1
+    old = str(stale.signatures[0])
+    assert [(r["status"], r["signature"] == old) for r in records] == [
+        ("SUBMITTED", True),
+        ("FAILED", True),
+        ("SUBMITTED", False),
+        ("CONFIRMED", False),
+    ]
+    assert records[1]["reason"].startswith("expired")
+    (row,) = records[3]["channels"]
+    assert (row["paid"], row["settled_cumulative"]) == (777, 777)
+    assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 777
+    assert await world.boot.bond_balance(Pubkey(world.agents[0].public)) == BOND - 777
+    journal = Journal(world.settings.settle.state_dir / "journal.sqlite")
+    try:
+        assert journal.count(AttemptState.PENDING) == 0
+        assert [a.state for a in journal.attempts("settle", bid)] == [
+            AttemptState.FAILED,
+            AttemptState.CONFIRMED,
+        ]
+    finally:
+        journal.close()
+    await world.chain.close()
+
+
+async def test_lookup_tables_are_cached_and_reloaded_from_the_chain(
+    localnet_url: str, tmp_path: Path
+) -> None:
+    from solders.address_lookup_table_account import LOOKUP_TABLE_MAX_ADDRESSES
+
+    from machpay.settle.lookup import LookupTables
+
+    chain = Chain(localnet_url)
+    payer = SoldersKeypair()
+    try:
+        await chain.airdrop(payer.pubkey(), 10 * 10**9)
+        wanted = [SoldersKeypair().pubkey() for _ in range(LOOKUP_TABLE_MAX_ADDRESSES + 10)]
+        tables = LookupTables(chain, payer, tmp_path / "tables.json")
+        await tables.ensure(wanted)
+        assert tables.created == 2  # 256 addresses per table
+        assert tables.missing(wanted) == []
+        again = LookupTables(chain, payer, tmp_path / "tables.json")
+        await again.load()  # from the cache file, contents read back from the chain
+        assert again.missing(wanted) == []
+        assert len(again.accounts_for(wanted[:3])) == 1  # only the tables a message needs
+        await again.ensure(wanted)
+        assert again.created == again.extended == 0
+    finally:
+        await chain.close()
+
+
+def _one_voucher_batch(vendor: bytes, paid: AcceptedIntent) -> dict[str, Any]:
+    from machpay.protocol import MerkleTree
+    from machpay.streams.state import batch_id
+
+    root = MerkleTree([paid.id]).root
+    return {
+        "batch_id": batch_id(vendor, root, 1),
+        "vendor": vendor,
+        "root": root,
+        "leaf_count": 1,
+        "total": paid.signed.amount,
+        "intent_ids": [paid.id],
+        "vouchers": [
+            {
+                "channel": paid.signed.channel,
+                "agent": paid.signed.agent,
+                "message": paid.signed.message,
+                "signature": paid.signed.signature,
+                "cumulative": paid.signed.cumulative,
+            }
+        ],
+        "close_reason": "AGE",
+        "opened_at_ms": 1,
+        "closed_at_ms": 2,
+    }
+
+
+async def test_a_short_bond_pays_what_is_there_and_the_same_voucher_collects_after_a_top_up(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    world = await make_world(
+        kafka_settings, localnet_url, tmp_path, agents=1, tag="short", bond=1_000
+    )
+    agent, vendor = world.agents[0], world.vendors[0]
+    paid = agent.pay(vendor, 5_000)  # owes 5,000; the bond holds 1,000
+    batch = _one_voucher_batch(vendor, paid)
+    service = SettleService.from_settings(world.settings)
+    settler = service.settler
+    await settler.start()
+    try:
+        assert await settler.settle_batch(_batch_work(batch))
+        assert await world.boot.bond_balance(Pubkey(agent.public)) == 0
+        assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 1_000
+        state = world.deployment.channel_state(
+            await world.chain.account(Pubkey(paid.signed.channel))
+        )
+        assert state is not None
+        assert state.settled == 1_000
+        signer = SoldersKeypair.from_bytes(agent.key.to_solana_bytes())
+        await world.boot.deposit(signer, 10_000)
+        assert await settler.settle_batch(_batch_work(batch))  # the same batch, redelivered
+        assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + 5_000
+        assert await world.boot.bond_balance(Pubkey(agent.public)) == 10_000 - 4_000
+        assert await settler.settle_batch(_batch_work(batch))  # and once more: nothing to do
+    finally:
+        await settler.stop()
+        await service.chain.close()
+    records = await read_topic(
+        world.settings,
+        topics.SETTLEMENTS,
+        done=lambda v: sum(1 for r in v if r["status"] == "CONFIRMED") >= 2,
+        wait_seconds=30,
+    )
+    rows = [
+        (c["paid"], c["settled_cumulative"])
+        for r in records
+        if r["status"] == "CONFIRMED"
+        for c in r["channels"]
+    ]
+    assert rows == [(1_000, 1_000), (4_000, 5_000)]
+    assert settler.counters.transactions == 2  # the third pass read the channel and sent nothing
+    await world.chain.close()

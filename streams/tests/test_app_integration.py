@@ -17,10 +17,12 @@ from aiokafka.structs import TopicPartition
 
 from machpay import topics
 from machpay.config import Settings, StreamsSettings
-from machpay.kafka.clients import consumer_kwargs, producer_kwargs, topic_name
+from machpay.kafka.clients import consumer_kwargs, partition_for_key, producer_kwargs, topic_name
 from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import SignedIntent, merkle_root
-from machpay.streams.app import StreamsApp
+from machpay.streams import snapshot
+from machpay.streams.app import STATE_TABLE, StreamsApp
+from machpay.streams.state import AgentState
 from machpay.streams.traffic import Agent, accepted, keypair, vendor_key
 from machpay.wire import WireCodec
 from machpay.wire.intents import AcceptedIntent, intent_batch
@@ -388,6 +390,33 @@ async def test_exposure_follows_intents_settlements_and_bond_events_and_withdraw
     assert vouchers == {agent.channel(VENDORS[0]): 50, agent.channel(VENDORS[1]): 12}
 
 
+async def test_bonds_deposited_before_any_payment_reach_agents_status(
+    kafka_settings: Settings,
+) -> None:
+    """Gateways serve an agent's first call only once its bond is in agents.status:
+    a worker that learns of bonds before owning (or seeing intents on) the agents'
+    partitions must still publish them."""
+    settings = streams_settings(kafka_settings)
+    agents = [Agent(keypair(f"bond-only-{i}")) for i in range(8)]
+    for agent in agents:
+        await produce_facts(settings, agent)
+    wanted = {a.public for a in agents}
+
+    def bonded(statuses: list[tuple[bytes | None, dict[str, Any]]]) -> bool:
+        return {s["agent"] for _, s in statuses if s["bond"] == 1000} >= wanted
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(StreamsApp(settings).run(stop))
+    try:
+        statuses = await read_topic(settings, topics.AGENTS_STATUS, bonded, 30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert {s["agent"] for _, s in statuses if s["bond"] == 1000} >= wanted, (
+        "a bond known before any payment was not published to agents.status"
+    )
+
+
 @pytest.mark.slow
 async def test_a_second_worker_joining_mid_stream_changes_no_outcome(
     kafka_settings: Settings,
@@ -520,3 +549,68 @@ async def test_records_committed_past_the_snapshot_are_read_again_by_the_next_ow
     # sit between the halves and are read too), not only when Faust went on.
     assert second.counters.tail_records >= skipped
     assert second.counters.restored_records >= first_records
+
+
+async def test_a_torn_snapshot_is_replayed_from_the_start_and_cleaned_up(
+    kafka_settings: Settings,
+) -> None:
+    settings = streams_settings(kafka_settings, worker_id="one")
+    traffic = make_traffic()
+    sent = await produce(settings, traffic.intents)
+    stop = asyncio.Event()
+    first = StreamsApp(settings)
+    task = asyncio.create_task(first.run(stop))
+    try:
+        for _ in range(300):
+            if first.counters.records >= sent:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    # A crash between a chunk's keys and its mark: a key newer than the mark.
+    victim = next(iter(traffic.cheaters))
+    partition = partition_for_key(victim, settings.local_kafka.partitions)
+    producer = AIOKafkaProducer(**producer_kwargs(settings.kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            f"{first.app_id}-{STATE_TABLE}-changelog",
+            snapshot.encode_head(AgentState(), covered=10**9),
+            key=snapshot.head_key(victim),
+            partition=partition,
+        )
+    finally:
+        await producer.stop()
+
+    async def again(name: str) -> tuple[StreamsApp, list[Any], list[Any], list[Any]]:
+        worker = StreamsApp(named(settings, name))
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            batches = await read_topic(
+                settings, topics.BATCHES_READY, lambda b: covered(b) >= traffic.expected_ids, 30
+            )
+            proofs = await read_topic(settings, topics.FRAUD_PROOFS, lambda p: len(p) >= 2, 20)
+            agents = traffic.cheaters | traffic.honest_agents
+            statuses = await read_topic(
+                settings, topics.AGENTS_STATUS, lambda s: {x["agent"] for _, x in s} >= agents, 20
+            )
+            for _ in range(100):
+                if len(worker.owned) == settings.local_kafka.partitions:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        return worker, batches, proofs, statuses
+
+    second, batches, proofs, statuses = await again("two")
+    check_outcome(settings, traffic, batches, proofs, statuses)
+    assert second.counters.torn_snapshots == 1
+    assert second.counters.tail_records > 0  # the torn partition, read from its start
+    # The replay rewrote that partition's keys: the next take restores cleanly.
+    third, batches, proofs, statuses = await again("three")
+    check_outcome(settings, traffic, batches, proofs, statuses)
+    assert third.counters.torn_snapshots == 0
+    assert third.counters.tail_records == 0

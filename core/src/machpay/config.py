@@ -454,7 +454,7 @@ class StreamsSettings(Section):
         2_000, ge=10, description="A vendor batch closes this long after its first intent."
     )
     fetch_max_records: int = Field(
-        500, ge=1, description="Records (each carrying many intents) fetched per chunk."
+        500, ge=1, description="Records (each carrying many intents) Faust hands over per chunk."
     )
     producer_linger_ms: int = Field(
         5, ge=0, le=1_000, description="How long output records are grouped before a produce."
@@ -464,6 +464,11 @@ class StreamsSettings(Section):
     )
     verify_signatures: bool = Field(
         True, description="Check every intent's Ed25519 signature again (dead-letter forgeries)."
+    )
+    chunk_max_intents: int = Field(
+        10_000,
+        ge=1,
+        description="Intents applied before their outputs and table snapshot are sent.",
     )
     chunk_wait_ms: int = Field(
         50,
@@ -567,8 +572,8 @@ class SettleSettings(Section):
     confirm_timeout_seconds: float = Field(
         60.0,
         gt=0,
-        description="Give up waiting for a transaction after this long, but only once its "
-        "blockhash has expired (so it can no longer land).",
+        description="Warn (again every this many seconds) about a transaction not confirmed "
+        "yet. It is given up only once its blockhash has expired, so it can no longer land.",
     )
     poll_interval_seconds: float = Field(
         0.4, gt=0, le=60, description="How often signature statuses are polled."

@@ -2,23 +2,52 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from machpay.cli import AppContext, pass_app
 
 
 @click.command("demo")
-@click.option("--agents", default=8, show_default=True, help="Honest agents paying through the SDK.")
-@click.option("--vendors", default=3, show_default=True, help="Vendors, each behind its own gateway (the first has two replicas).")
-@click.option("--calls", default=1_500, show_default=True, help="Paid calls the honest agents make in all.")
-@click.option("--workers", default=2, show_default=True, help="Stream workers sharing the partitions.")
-@click.option("--bond", default=50_000_000, show_default=True, help="Lamports each agent deposits in GlobalBond.")
+@click.option(
+    "--agents", default=8, show_default=True, help="Honest agents paying through the SDK."
+)
+@click.option(
+    "--vendors",
+    default=3,
+    show_default=True,
+    help="Vendors, each behind its own gateway (the first has two replicas).",
+)
+@click.option(
+    "--calls", default=1_500, show_default=True, help="Paid calls the honest agents make in all."
+)
+@click.option(
+    "--workers", default=2, show_default=True, help="Stream workers sharing the partitions."
+)
+@click.option(
+    "--bond",
+    default=50_000_000,
+    show_default=True,
+    help="Lamports each agent deposits in GlobalBond.",
+)
 @click.option("--seed", default=7, show_default=True, help="Seed of the traffic mix.")
 @click.option(
     "--bootstrap",
-    help="Use this Kafka cluster instead of the local broker (default: start or reuse the one of `machpay kafka up`).",
+    help="Use this Kafka cluster instead of the local broker "
+    "(default: start or reuse the one of `machpay kafka up`).",
 )
-@click.option("--keep-running", is_flag=True, help="Leave the services up after the report (stop with Ctrl-C).")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where this run's configs, keys, spools and logs go "
+    "(default: $MACHPAY_CACHE/demo/<run id>).",
+)
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="Leave the services up after the report (stop with Ctrl-C).",
+)
 @pass_app
 def demo(
     app: AppContext,
@@ -30,6 +59,7 @@ def demo(
     bond: int,
     seed: int,
     bootstrap: str | None,
+    run_dir: Path | None,
     keep_running: bool,
 ) -> None:
     """Run the whole product on this machine and report what every part did.
@@ -48,7 +78,9 @@ def demo(
     if not 1 <= vendors <= 3:
         raise click.BadParameter("between 1 and 3", param_hint="--vendors")
     if agents < 1 or calls < agents:
-        raise click.BadParameter("at least one agent and one call per agent", param_hint="--agents/--calls")
+        raise click.BadParameter(
+            "at least one agent and one call per agent", param_hint="--agents/--calls"
+        )
     options = DemoOptions(
         agents=agents,
         vendors=vendors,
@@ -57,8 +89,17 @@ def demo(
         bond=bond,
         seed=seed,
         bootstrap=bootstrap,
+        run_dir=run_dir,
         keep_running=keep_running,
     )
-    ok = run(app.settings, options, echo=click.echo)
+    from machpay.demo.processes import ServiceError
+    from machpay.kafka.admin import KafkaAdminError
+    from machpay.kafka.broker import BrokerError
+    from machpay.localnet.node import LocalnetError
+
+    try:
+        ok = run(app.settings, options, echo=click.echo)
+    except (ServiceError, TimeoutError, BrokerError, KafkaAdminError, LocalnetError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     if not ok:
         raise click.ClickException("the demo's checks did not all hold (see the report above)")

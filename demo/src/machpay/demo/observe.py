@@ -68,7 +68,7 @@ class TopicObserver:
     def _run(self) -> None:
         try:
             asyncio.run(self._consume())
-        except BaseException as exc:  # noqa: BLE001 - surfaced by values()
+        except BaseException as exc:
             self._error = exc
             self._ready.set()
 
@@ -80,7 +80,9 @@ class TopicObserver:
         from machpay.wire import WireCodec
 
         kafka = self.settings.kafka
-        codec = WireCodec.from_settings(self.settings.schema_registry, topic_prefix=kafka.topic_prefix)
+        codec = WireCodec.from_settings(
+            self.settings.schema_registry, topic_prefix=kafka.topic_prefix
+        )
         by_name = {topic_name(t, kafka): t for t in WATCHED}
         consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, group_id=None, role="demo-observer"))
         await consumer.start()
@@ -98,7 +100,9 @@ class TopicObserver:
                     for msg in messages:
                         if msg.value is None:
                             continue
-                        value = codec.decode(msg.value, topic=topic, partition=tp.partition, offset=msg.offset)
+                        value = codec.decode(
+                            msg.value, topic=topic, partition=tp.partition, offset=msg.offset
+                        )
                         decoded.append((topic.name, value))
                 if decoded:
                     with self._lock:

@@ -79,7 +79,7 @@ class Service:
         assert self.ready is not None
         try:
             return self.ready()
-        except Exception:  # noqa: BLE001 - a probe failing means "not yet"
+        except Exception:
             return False
 
     def stop(self, timeout_s: float = 15.0) -> int | None:

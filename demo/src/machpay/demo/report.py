@@ -9,6 +9,7 @@ against.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from machpay import topics
@@ -18,9 +19,21 @@ from machpay.wire.intents import unpack
 
 if TYPE_CHECKING:
     from machpay.demo.chain import LocalChain
-    from machpay.demo.run import DemoOptions
     from machpay.demo.traffic import Cheat, Paid, VendorEndpoint
     from machpay.protocol import Keypair
+
+
+@dataclass
+class Seen:
+    """Where the report reads from, and what the agents' own receipts say."""
+
+    observer: TopicObserver
+    chain: LocalChain
+    paid: Paid
+    cheating: list[Cheat]
+    after: dict[str, tuple[int, str]]
+    agents: list[Keypair]
+    vendors: list[VendorEndpoint]
 
 
 def latest_statuses(observer: TopicObserver) -> dict[bytes, dict[str, Any]]:
@@ -75,16 +88,10 @@ def all_settled(observer: TopicObserver, cheating: list[Cheat]) -> bool:
     return {c.keypair.public for c in cheating} <= slashed_agents(observer)
 
 
-def build(
-    observer: TopicObserver,
-    chain: LocalChain,
-    paid: Paid,
-    cheating: list[Cheat],
-    after: dict[str, tuple[int, str]],
-    agents: list[Keypair],
-    vendors: list[VendorEndpoint],
-    options: DemoOptions,
-) -> tuple[list[str], bool]:
+def build(seen: Seen, *, bond: int) -> tuple[list[str], bool]:
+    """The report's lines and whether every check held."""
+    observer, chain, paid = seen.observer, seen.chain, seen.paid
+    cheating, after, agents, vendors = seen.cheating, seen.after, seen.agents, seen.vendors
     checks: list[tuple[str, bool]] = []
     lines = ["", "=" * 78, "what happened", "=" * 78]
 
@@ -104,18 +111,23 @@ def build(
         f"stream workers cut {len(batches)} batches holding {len(leaves):,} intents "
         f"(reasons: {dict(_count(b['close_reason'] for b in batches.values()))})"
     )
-    checks.append(("every intent in exactly one batch", len(leaves) == len(set(leaves)) == len(ids)))
+    checks.append(
+        ("every intent in exactly one batch", len(leaves) == len(set(leaves)) == len(ids))
+    )
 
     proofs = {bytes(p["proof_id"]): p for p in observer.values(topics.FRAUD_PROOFS)}
     for proof in proofs.values():
         lines.append(
-            f"fraud proof {proof['kind']:<21} agent {bytes_to_address(bytes(proof['agent']))[:10]}… "
+            f"fraud proof {proof['kind']:<21} "
+            f"agent {bytes_to_address(bytes(proof['agent']))[:10]}… "
             f"proof {bytes(proof['proof_id']).hex()[:12]}… by {proof['detected_by']}"
         )
     checks.append(("one proof per cheat", len(proofs) == len(cheating)))
     for name, (status, reason) in after.items():
         lines.append(f"{name} after the proof: gateway answers {status} {reason}")
-        checks.append((f"{name} refused at the gateway", status == 402 and reason == "agent_banned"))
+        checks.append(
+            (f"{name} refused at the gateway", status == 402 and reason == "agent_banned")
+        )
 
     outcomes = settlement_outcomes(observer)
     per_vendor: dict[bytes, int] = defaultdict(int)
@@ -123,13 +135,26 @@ def build(
         if row["status"] == "CONFIRMED" and bid in batches:
             for ch in row["channels"]:
                 per_vendor[bytes(row["vendor"])] += ch["paid"]
-    signatures = {row["signature"] for row in outcomes.values() if row["signature"]}
+    signatures = {
+        row["signature"]
+        for row in observer.values(topics.SETTLEMENTS)
+        if row["status"] == "CONFIRMED" and row["signature"]
+    }
     lines.append(
         f"settler confirmed {sum(1 for r in outcomes.values() if r['status'] == 'CONFIRMED')} "
         f"batch settlements in {len(signatures)} transactions"
     )
 
-    lines += ["", f"{'vendor':<10} {'paid by receipts':>17} {'settled (topic)':>16} {'on-chain delta':>15}"]
+    cheat_keys = {c.keypair.public for c in cheating}
+    cheat_settled = sum(
+        ch["paid"]
+        for bid, row in outcomes.items()
+        if row["status"] == "CONFIRMED" and bid in batches
+        for ch in row["channels"]
+        if bytes(ch["agent"]) in cheat_keys
+    )
+    header = f"{'vendor':<10} {'receipts':>12} {'settled (topic)':>16} {'on-chain delta':>15}"
+    lines += ["", header]
     deltas = chain.vendor_deltas([v.keypair for v in vendors])
     for vendor in vendors:
         receipts = paid.by_vendor.get(vendor.name, 0) + sum(
@@ -137,8 +162,15 @@ def build(
         )
         settled = per_vendor.get(vendor.keypair.public, 0)
         delta = deltas.get(vendor.keypair.public, 0)
-        lines.append(f"{vendor.name:<10} {receipts:>17,} {settled:>16,} {delta:>15,}")
-        checks.append((f"{vendor.name}: on-chain balance moved by exactly what settled", delta == settled))
+        lines.append(f"{vendor.name:<10} {receipts:>12,} {settled:>16,} {delta:>15,}")
+        checks.append(
+            (f"{vendor.name}: on-chain balance moved by exactly what settled", delta == settled)
+        )
+    cheat_receipts = sum(c.amount for c in cheating)
+    lines.append(
+        f"of that, the cheats' calls: {cheat_receipts:,} lamports, {cheat_settled:,} settled, "
+        f"{cheat_receipts - cheat_settled:,} unpaid (the slash took their bonds first)"
+    )
 
     statuses = latest_statuses(observer)
     honest = {a.public for a in agents}
@@ -150,23 +182,37 @@ def build(
         f"+ outstanding {honest_outstanding:,}"
     )
     checks.append(
-        ("conservation: receipts = settled + outstanding", paid.lamports == honest_settled + honest_outstanding)
+        (
+            "conservation: receipts = settled + outstanding",
+            paid.lamports == honest_settled + honest_outstanding,
+        )
     )
     bonds = chain.bond_balances([*agents, *(c.keypair for c in cheating)])
     for cheat in cheating:
         lines.append(
             f"{cheat.name}: bond now {bonds.get(cheat.keypair.public, 0):,} lamports "
-            f"(deposited {options.bond:,}; slashed once)"
+            f"(deposited {bond:,}; slashed once)"
         )
     checks.append(
-        ("cheats slashed on-chain", {c.keypair.public for c in cheating} <= slashed_agents(observer))
+        (
+            "cheats slashed on-chain",
+            {c.keypair.public for c in cheating} <= slashed_agents(observer),
+        )
     )
 
     lines += ["", "checks"]
     for name, ok in checks:
         lines.append(f"  [{'ok' if ok else 'FAILED'}] {name}")
     all_ok = all(ok for _, ok in checks)
-    lines += ["", "RESULT: " + ("every payment accounted for, on Kafka and on-chain" if all_ok else "MISMATCH (see above)")]
+    lines += [
+        "",
+        "RESULT: "
+        + (
+            "every payment accounted for, on Kafka and on-chain"
+            if all_ok
+            else "MISMATCH (see above)"
+        ),
+    ]
     return lines, all_ok
 
 

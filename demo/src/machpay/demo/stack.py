@@ -9,6 +9,7 @@ empty topics and its report counts only its own records.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import urllib.request
@@ -32,7 +33,7 @@ CATALOGUE: tuple[tuple[Route, ...], ...] = (
 
 
 def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - 127.0.0.1 only
+    with urllib.request.urlopen(url, timeout=1) as response:
         return bool(response.status == 200)
 
 
@@ -67,7 +68,9 @@ class DemoStack:
         path = self.run_dir / "config" / f"{name}.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
-            to_toml({"kafka": self.kafka_section(), "deployment": self.deployment_section(), **sections})
+            to_toml(
+                {"kafka": self.kafka_section(), "deployment": self.deployment_section(), **sections}
+            )
         )
         return path
 
@@ -86,24 +89,35 @@ class DemoStack:
                 )
             )
 
-    def start_gateways(
-        self, vendor_keys: list[Keypair], upstreams: list[str], *, replicas_of_first: int = 2
+    def plan_vendors(
+        self, vendor_keys: list[Keypair], *, replicas_of_first: int = 2
     ) -> list[VendorEndpoint]:
-        """One gateway per vendor (two replicas of the first, sharing one secret)."""
-        for index, (key, upstream) in enumerate(zip(vendor_keys, upstreams, strict=True)):
+        """Vendors with their routes and gateway addresses (two replicas of the first);
+        the addresses are known before the gateways start, so vendors can list them
+        on-chain first."""
+        self.vendors = []
+        for index, key in enumerate(vendor_keys):
             routes = CATALOGUE[index % len(CATALOGUE)]
+            urls = tuple(
+                f"http://127.0.0.1:{free_port()}"
+                for _ in range(replicas_of_first if index == 0 else 1)
+            )
+            self.vendors.append(VendorEndpoint(f"vendor-{index}", key, urls, routes))
+        return self.vendors
+
+    def start_gateways(self, upstreams: list[str]) -> None:
+        """Every planned gateway in front of its vendor's API; replicas share one secret."""
+        for index, (vendor, upstream) in enumerate(zip(self.vendors, upstreams, strict=True)):
             secret = os.urandom(32).hex()
-            urls: list[str] = []
-            for replica in range(replicas_of_first if index == 0 else 1):
+            for replica, url in enumerate(vendor.gateway_urls):
                 name = f"gateway-v{index}-{replica}"
-                port = free_port()
                 config = self.write_config(
                     name,
                     {
                         "gateway": {
                             "host": "127.0.0.1",
-                            "port": port,
-                            "vendor_address": key.address,
+                            "port": int(url.rsplit(":", 1)[1]),
+                            "vendor_address": vendor.keypair.address,
                             "spool_dir": str(self.run_dir / "spool" / name),
                             # Bonds come from the chain; an agent without one is refused.
                             "unknown_agent_allowance": 0,
@@ -114,28 +128,24 @@ class DemoStack:
                                     "service": r.service,
                                     "price": r.price,
                                     "upstream": upstream,
-                                    "description": f"{r.service} by vendor {index}",
+                                    "description": f"{r.service} by {vendor.name}",
                                     "mime_type": "application/json",
                                 }
-                                for r in routes
+                                for r in vendor.routes
                             ],
                         }
                     },
                 )
-                url = f"http://127.0.0.1:{port}"
                 self.group.start(
                     Service(
                         name,
                         ["--config", str(config), "gateway", "--log-level", "warning"],
                         self.run_dir / "logs" / f"{name}.log",
                         env={"MACHPAY_GATEWAY__CHALLENGE_SECRET": secret},
-                        ready=lambda url=url: _http_ok(url + "/readyz"),
+                        ready=functools.partial(_http_ok, url + "/readyz"),
                     ),
                     timeout_s=60,
                 )
-                urls.append(url)
-            self.vendors.append(VendorEndpoint(f"vendor-{index}", key, tuple(urls), routes))
-        return self.vendors
 
 
 def wait_for(

@@ -76,14 +76,19 @@ def honest_traffic(
     """``calls`` paid calls spread over ``agents`` (one thread each) and the vendors."""
     paid = Paid()
     lock = threading.Lock()
-    per_agent = [calls // len(agents) + (1 if i < calls % len(agents) else 0) for i in range(len(agents))]
+    per_agent = [
+        calls // len(agents) + (1 if i < calls % len(agents) else 0) for i in range(len(agents))
+    ]
     done = [0]
     errors: list[BaseException] = []
 
     def run(index: int, key: Keypair) -> None:
         rng = random.Random(seed * 1_000 + index)
         try:
-            with Agent(key, state_dir=state_dir / key.address) as agent, agent.client(timeout=30) as http:
+            with (
+                Agent(key, state_dir=state_dir / key.address) as agent,
+                agent.client(timeout=30) as http,
+            ):
                 for _ in range(per_agent[index]):
                     vendor = rng.choice(vendors)
                     route = rng.choice(vendor.routes)
@@ -100,7 +105,7 @@ def honest_traffic(
                     with lock:
                         paid.add(vendor.name, key.address, got.amount)
                         done[0] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported after the join
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i, k), daemon=True) for i, k in enumerate(agents)]
@@ -143,6 +148,7 @@ class Cheat:
 
     name: str
     keypair: Keypair
+    signer: PayingAgent
     answers: list[int] = field(default_factory=list)
     by_vendor: Counter[str] = field(default_factory=Counter)
 
@@ -154,7 +160,7 @@ class Cheat:
 def equivocate(key: Keypair, first: VendorEndpoint, second: VendorEndpoint) -> Cheat:
     """Same nonce, two different messages, spent at two vendors."""
     cheat = PayingAgent(keypair=key)
-    outcome = Cheat("equivocator", key)
+    outcome = Cheat("equivocator", key, cheat)
     with httpx.Client(timeout=30) as client:
         for vendor in (first, second):
             cheat.nonce = 0  # both intents carry nonce 1
@@ -172,7 +178,7 @@ def rewind(key: Keypair, vendor: VendorEndpoint) -> Cheat:
     if len(vendor.gateway_urls) < 2:
         raise ValueError(f"vendor {vendor.name} needs two gateway replicas for this cheat")
     cheat = PayingAgent(keypair=key)
-    outcome = Cheat("rewinder", key)
+    outcome = Cheat("rewinder", key, cheat)
     route = vendor.routes[0]
     with httpx.Client(timeout=30) as client:
         for replica in vendor.gateway_urls[:2]:
@@ -184,12 +190,10 @@ def rewind(key: Keypair, vendor: VendorEndpoint) -> Cheat:
     return outcome
 
 
-def try_again(key: Keypair, vendor: VendorEndpoint) -> tuple[int, str]:
-    """One more honest-looking call by a (by now) banned agent: what the gateway says."""
-    cheat = PayingAgent(keypair=key)
-    cheat.nonce = 1_000
+def try_again(cheat: Cheat, vendor: VendorEndpoint) -> tuple[int, str]:
+    """One more call by a (by now) banned agent, with a voucher that follows on
+    from what it signed before: what the gateway says."""
     with httpx.Client(timeout=30) as client:
-        route = vendor.routes[0]
-        url = vendor.gateway_urls[0] + route.path
-        status, reason, _ = _pay(client, cheat, url)
+        url = vendor.gateway_urls[0] + vendor.routes[0].path
+        status, reason, _ = _pay(client, cheat.signer, url)
         return status, reason

@@ -44,7 +44,9 @@ class VendorApi:
         query = scope.get("query_string", b"").decode()
         self.served[path] += 1
         digest = hashlib.sha256(f"{self.name}|{path}|{query}".encode() + body).hexdigest()
-        payload = orjson.dumps({"vendor": self.name, "path": path, "query": query, "result": digest[:16]})
+        payload = orjson.dumps(
+            {"vendor": self.name, "path": path, "query": query, "result": digest[:16]}
+        )
         await send(
             {
                 "type": "http.response.start",

@@ -134,7 +134,21 @@ def run(
         await service.run(stop)
         click.echo(f"settler stopped: {service.settler.counters.line()}", err=True)
 
-    asyncio.run(main())
+    from aiokafka.errors import KafkaConnectionError
+
+    from machpay.settle.chain import ChainUnavailableError
+
+    try:
+        asyncio.run(main())
+    except ChainUnavailableError as exc:
+        raise click.ClickException(
+            f"cannot reach the Solana RPC endpoint (setting settle.rpc_url): {exc}"
+        ) from exc
+    except KafkaConnectionError as exc:
+        raise click.ClickException(
+            f"cannot reach Kafka (setting kafka.bootstrap_servers "
+            f"{settings.kafka.bootstrap_servers}): {exc}"
+        ) from exc
 
 
 @settle.command("follow")

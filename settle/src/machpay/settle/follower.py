@@ -116,8 +116,8 @@ class Follower:
                 await self._producer.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
         try:
+            await self.start()
             while not stop.is_set():
                 try:
                     await self.poll()
@@ -148,11 +148,14 @@ class Follower:
         per_program: dict[Pubkey, list[SignatureInfo]] = {}
         for program in self.deployment.programs:
             per_program[program.program_id] = await self._new_signatures(program.program_id)
-        merged: dict[str, SignatureInfo] = {}
+        merged: dict[str, tuple[int, SignatureInfo]] = {}
         for sigs in per_program.values():
-            for s in sigs:
-                merged.setdefault(s.signature, s)
-        ordered = sorted(merged.values(), key=lambda s: s.slot)  # oldest first
+            # Newest first from the RPC: the position orders transactions within a slot.
+            for position, s in enumerate(sigs):
+                merged.setdefault(s.signature, (position, s))
+        ordered = [
+            s for _, s in sorted(merged.values(), key=lambda ps: (ps[1].slot, -ps[0]))
+        ]  # oldest first
         published = 0
         sends = []
         for sig in ordered:

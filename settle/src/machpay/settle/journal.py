@@ -106,6 +106,14 @@ class Journal:
         )
         return [_attempt(r) for r in rows]
 
+    def prune(self, older_than_ms: int) -> int:
+        """Forget resolved attempts created before ``older_than_ms`` (pending ones stay)."""
+        cur = self._db.execute(
+            "DELETE FROM attempts WHERE state != ? AND created_ms < ?",
+            (AttemptState.PENDING.value, older_than_ms),
+        )
+        return int(cur.rowcount)
+
     def count(self, state: AttemptState | None = None) -> int:
         if state is None:
             (n,) = self._db.execute("SELECT COUNT(*) FROM attempts").fetchone()

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _CREATE = 0
 _EXTEND = 2
+SLOT_HASHES_SYSVAR = Pubkey.from_string("SysvarS1otHashes111111111111111111111111111")
 EXTEND_CHUNK = 20
 """Addresses per extend transaction (32 bytes each; keeps it far below 1,232 bytes)."""
 
@@ -201,10 +202,13 @@ class LookupTables:
         # The recent slot must be in the SlotHashes sysvar, which holds the slots *before*
         # the one being processed: step back from the current slot until one is accepted.
         current = await self.chain.slot()
+        recent_slots = [s for s in await self._slot_hashes() if s < current][:8]
+        candidates = recent_slots + [max(0, current - back) for back in (1, 2, 4, 8)]
         last_error: TransactionRejectedError | None = None
-        for back in (1, 2, 4, 8):
-            recent = max(0, current - back)
+        for recent in dict.fromkeys(candidates):  # in order, once each
             ix, table = create_table_instruction(self.payer.pubkey(), self.payer.pubkey(), recent)
+            if table in self._tables:
+                continue  # one table per (authority, slot): that slot made one already
             try:
                 await self._send([ix])
                 break
@@ -213,13 +217,24 @@ class LookupTables:
                     raise
                 last_error = exc
         else:
-            assert last_error is not None
-            raise last_error
+            raise last_error or TransactionRejectedError(
+                "no recent slot left to create a table", []
+            )
         self._tables[table] = []
         self.created += 1
         self._save_cache()
         log.info("created lookup table %s", table)
         return table
+
+    async def _slot_hashes(self) -> list[int]:
+        """Slots of the SlotHashes sysvar (bincode: u64 count, then (slot u64, hash 32)
+        pairs), newest first: slots the lookup-table program accepts as recent."""
+        data = await self.chain.account(SLOT_HASHES_SYSVAR)
+        if data is None or len(data) < 8:
+            return []
+        count = min(int.from_bytes(data[:8], "little"), (len(data) - 8) // 40)
+        slots = [int.from_bytes(data[8 + 40 * i : 16 + 40 * i], "little") for i in range(count)]
+        return sorted(slots, reverse=True)
 
     async def _extend(self, table: Pubkey, addresses: list[Pubkey]) -> int:
         ix = extend_table_instruction(table, self.payer.pubkey(), self.payer.pubkey(), addresses)

@@ -11,6 +11,7 @@ accounts), and how program events become settlement rows and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,30 @@ class Deployment:
             {"kind": int(proof.kind), "proof_id": proof.proof_id},
         )
         return [ed25519_instruction(entries, THIS_INSTRUCTION), ix]
+
+    # -- errors -----------------------------------------------------------------
+
+    _CUSTOM = re.compile(r"Custom\((\d+)\)|custom program error: 0x([0-9a-fA-F]+)")
+    _FAILED_IN = re.compile(r"Program (\w+) failed")
+
+    def explain_error(self, err: str, logs: Sequence[str] = ()) -> str:
+        """``err`` with the program and error name of a custom program error, and the
+        log lines that say what failed (clipped to 1,000 characters)."""
+        text = err
+        m = self._CUSTOM.search(err)
+        if m:
+            code = int(m.group(1)) if m.group(1) else int(m.group(2), 16)
+            # The failing program is the last one the logs say failed, else any that knows it.
+            failed = [f.group(1) for f in map(self._FAILED_IN.search, logs) if f]
+            by_id = {str(p.program_id): p for p in self.programs}
+            candidates = [by_id[f] for f in reversed(failed) if f in by_id] or self.programs
+            for program in candidates:
+                name = program.error_name(code)
+                if name:
+                    text = f"{program.name}.{name} ({code}): {err}"
+                    break
+        tail = [line for line in logs if "Error" in line or "failed" in line][-2:]
+        return (text + (" | " + " | ".join(tail) if tail else ""))[:1000]
 
     # -- events -----------------------------------------------------------------
 

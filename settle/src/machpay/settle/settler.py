@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ __all__ = ["BatchWork", "ProofWork", "Settler", "SettlerCounters", "load_payer"]
 log = logging.getLogger(__name__)
 
 REBROADCAST_SECONDS = 2.0
+JOURNAL_KEEP_MS = 7 * 24 * 3600 * 1000
 
 
 def now_ms() -> int:
@@ -228,8 +228,8 @@ class Settler:
         self.journal.close()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
         try:
+            await self.start()
             await self.resume()
             while not stop.is_set():
                 await self.step()
@@ -257,21 +257,37 @@ class Settler:
                 if work is None:
                     self.tracker.finished(tp, rec.offset)
                     continue
-                agents = work.agents if isinstance(work, BatchWork) else []
-                urgent = isinstance(work, ProofWork) or (
-                    isinstance(work, BatchWork) and work.urgent
-                )
-                self.queue.push(work, agents, urgent=urgent)
-        work = self.queue.pop()
-        if work is not None and work.tp not in self._revoked:
-            if isinstance(work, BatchWork):
-                await self.settle_batch(work)
-            else:
-                await self.submit_proof(work)
-            with contextlib.suppress(KeyError):  # revoked while we worked on it
-                self.tracker.finished(work.tp, work.offset)
+                self._enqueue(work)
+        await self.work_one()
         await self._commit()
         self._progress()
+
+    async def work_one(self) -> None:
+        """Carry the next queued item to its outcome (or back into the queue)."""
+        work = self.queue.pop()
+        if work is not None and work.tp not in self._revoked:
+            try:
+                if isinstance(work, BatchWork):
+                    await self.settle_batch(work)
+                else:
+                    await self.submit_proof(work)
+            except ChainUnavailableError as exc:
+                # The endpoint went away mid-way: keep the record unfinished and try again
+                # later; the journal and the channel reads make the next pass idempotent.
+                log.warning("rpc unavailable (%s); the work goes back in the queue", exc)
+                self._enqueue(work)
+                await asyncio.sleep(self.cfg.poll_interval_seconds * 5)
+            else:
+                with contextlib.suppress(KeyError):  # revoked while we worked on it
+                    self.tracker.finished(work.tp, work.offset)
+
+    def _enqueue(self, work: Work) -> None:
+        """Proofs first (slash before a colluding vendor drains the bond), then batches
+        closed for a withdrawal or holding a withdrawing agent, then arrival order."""
+        if isinstance(work, ProofWork):
+            self.queue.push(work, [], urgent=True)
+        else:
+            self.queue.push(work, work.agents, urgent=work.urgent)
 
     async def _commit(self) -> None:
         commits = self.tracker.committable()
@@ -413,25 +429,23 @@ class Settler:
                 reason="invalid vouchers not submitted: " + ", ".join(problems)[:900],
             )
         last_reason = ""
+        # Only outcomes on-chain count as attempts. An unreachable endpoint raises
+        # ChainUnavailableError to the loop, which puts the batch back in the queue: an
+        # outage must never make the settler give a batch up.
         for _ in range(self.cfg.max_attempts):
-            try:
-                todo = await self._unsettled(work, vouchers)
-                if not todo:
-                    if not self._confirmed_before(work):
-                        # Nothing left to settle (replayed batch, or settled by a later one):
-                        # the batch is done; say so, with no channel rows.
-                        await self._produce(work, SettlementStatus.CONFIRMED)
-                    return True
-                outcomes = await self._submit_vouchers(work, todo)
-            except ChainUnavailableError as exc:
-                last_reason = f"rpc unavailable: {exc}"
-                log.warning("batch %s: %s; retrying", work.batch_id.hex()[:16], last_reason)
-                await asyncio.sleep(self.cfg.poll_interval_seconds * 5)
-                continue
+            todo = await self._unsettled(work, vouchers)
+            if not todo:
+                if not self._confirmed_before(work):
+                    # Nothing left to settle (replayed batch, or settled by a later one):
+                    # the batch is done; say so, with no channel rows.
+                    await self._produce(work, SettlementStatus.CONFIRMED)
+                return True
+            outcomes = await self._submit_vouchers(work, todo)
             failures = [o for o in outcomes if isinstance(o, NotLanded)]
             if not failures:
                 return True
             last_reason = failures[-1].reason
+            await asyncio.sleep(self.cfg.poll_interval_seconds * 5)  # then re-read and retry
         self.counters.batches_failed += 1
         log.error(
             "batch %s: gave up after %d attempts: %s",
@@ -544,7 +558,15 @@ class Settler:
         try:
             await self.chain.send(tx)
         except TransactionRejectedError as exc:
-            if "AlreadyProcessed" not in exc.err and "already been processed" not in exc.err:
+            # BlockhashNotFound proves nothing (a lagging node says it of fresh blockhashes
+            # too): only the block height passing last_valid below tells it can never land.
+            inconclusive = (
+                "AlreadyProcessed",
+                "already been processed",
+                "BlockhashNotFound",
+                "Blockhash not found",
+            )
+            if not any(word in exc.err for word in inconclusive):
                 # Refused by preflight; it can still land if a copy was sent before (a
                 # resumed attempt), so only call it failed if the chain does not have it.
                 (status,) = await self.chain.statuses([signature])
@@ -552,8 +574,18 @@ class Settler:
                     return NotLanded(signature, self.explain(exc.err, exc.logs))
         except ChainUnavailableError as exc:
             log.warning("send of %s: %s; polling its status", signature, exc)
-        last_send = time.monotonic()
+        last_send = started = time.monotonic()
+        warned = 0
         while True:
+            waited = time.monotonic() - started
+            if waited > (warned + 1) * self.cfg.confirm_timeout_seconds:
+                warned += 1
+                log.warning(
+                    "%s not confirmed after %.0fs; waiting until block height %d passes",
+                    signature,
+                    waited,
+                    last_valid,
+                )
             try:
                 (status,) = await self.chain.statuses([signature])
                 if status is not None and status.reached(self.chain.commitment):
@@ -585,21 +617,8 @@ class Settler:
                 log.warning("confirming %s: %s", signature, exc)
             await asyncio.sleep(self.cfg.poll_interval_seconds)
 
-    _CUSTOM = re.compile(r"Custom\((\d+)\)|custom program error: 0x([0-9a-fA-F]+)")
-
     def explain(self, err: str, logs: Sequence[str] = ()) -> str:
-        """The error with the program's error name when it is a custom program error."""
-        m = self._CUSTOM.search(err)
-        text = err
-        if m:
-            code = int(m.group(1)) if m.group(1) else int(m.group(2), 16)
-            for program in self.deployment.programs:
-                name = program.error_name(code)
-                if name:
-                    text = f"{program.name}.{name} ({code}): {err}"
-                    break
-        tail = [line for line in logs if "Error" in line or "failed" in line][-2:]
-        return (text + (" | " + " | ".join(tail) if tail else ""))[:1000]
+        return self.deployment.explain_error(err, logs)
 
     # -- proofs --------------------------------------------------------------------
 
@@ -624,45 +643,40 @@ class Settler:
             log.error("proof %s is for another deployment", work.proof_id.hex())
             return False
         record = self.deployment.proof_record(proof.proof_id)
+        # As for batches, only on-chain outcomes count as attempts; an unreachable endpoint
+        # raises to the loop, which queues the proof again.
         for _ in range(self.cfg.max_attempts):
-            try:
-                for attempt in self.journal.pending("proof", proof.proof_id):
-                    outcome = await self._resolve(attempt, None)
-                    self.journal.resolve(
-                        attempt.signature,
-                        AttemptState.CONFIRMED
-                        if isinstance(outcome, Landed)
-                        else AttemptState.FAILED,
-                    )
-                if await self.chain.account(record) is not None:
-                    self._proofs_done.add(proof.proof_id)
-                    self.counters.proofs_already += 1
-                    log.info("proof %s is already on-chain", proof.proof_id.hex()[:16])
-                    return True
-                config = await self.chain.account(self.deployment.config())
-                if config is None:
-                    raise ChainUnavailableError(
-                        "MachPay config account does not exist (not initialized?)"
-                    )
-                ixs = self.deployment.proof_instructions(
-                    proof, prover=self.payer.pubkey(), treasury=self.deployment.treasury(config)
+            for attempt in self.journal.pending("proof", proof.proof_id):
+                outcome = await self._resolve(attempt, None)
+                self.journal.resolve(
+                    attempt.signature,
+                    AttemptState.CONFIRMED if isinstance(outcome, Landed) else AttemptState.FAILED,
                 )
-                blockhash, last_valid = await self.chain.latest_blockhash()
-                tx = sign(compile_message(self.payer.pubkey(), ixs, blockhash), self.payer)
-                signature = str(tx.signatures[0])
-                self.journal.record(
-                    signature=signature,
-                    kind="proof",
-                    key=proof.proof_id,
-                    vendor=proof.agent,
-                    tx=bytes(tx),
-                    last_valid=last_valid,
+            if await self.chain.account(record) is not None:
+                self._proofs_done.add(proof.proof_id)
+                self.counters.proofs_already += 1
+                log.info("proof %s is already on-chain", proof.proof_id.hex()[:16])
+                return True
+            config = await self.chain.account(self.deployment.config())
+            if config is None:
+                raise ChainUnavailableError(
+                    "MachPay config account does not exist (not initialized?)"
                 )
-                outcome = await self._send_and_confirm(tx, signature, last_valid)
-            except ChainUnavailableError as exc:
-                log.warning("proof %s: %s; retrying", proof.proof_id.hex()[:16], exc)
-                await asyncio.sleep(self.cfg.poll_interval_seconds * 5)
-                continue
+            ixs = self.deployment.proof_instructions(
+                proof, prover=self.payer.pubkey(), treasury=self.deployment.treasury(config)
+            )
+            blockhash, last_valid = await self.chain.latest_blockhash()
+            tx = sign(compile_message(self.payer.pubkey(), ixs, blockhash), self.payer)
+            signature = str(tx.signatures[0])
+            self.journal.record(
+                signature=signature,
+                kind="proof",
+                key=proof.proof_id,
+                vendor=proof.agent,
+                tx=bytes(tx),
+                last_valid=last_valid,
+            )
+            outcome = await self._send_and_confirm(tx, signature, last_valid)
             if isinstance(outcome, Landed):
                 self.journal.resolve(outcome.signature, AttemptState.CONFIRMED)
                 self._proofs_done.add(proof.proof_id)
@@ -678,7 +692,12 @@ class Settler:
     # -- restart ---------------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Log what the journal holds as pending (each is resolved with its batch or proof)."""
+        """Log what the journal holds as pending (each is resolved with its batch or proof);
+        forget resolved attempts older than a week (batches.ready keeps 30 days, but a
+        redelivered batch is re-checked against the chain anyway)."""
+        pruned = self.journal.prune(now_ms() - JOURNAL_KEEP_MS)
+        if pruned:
+            log.info("journal: forgot %d resolved attempts older than a week", pruned)
         pending = self.journal.pending()
         if pending:
             log.info("journal: %d transactions pending from a previous run", len(pending))

@@ -39,7 +39,7 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,8 @@ def now_ms() -> int:
 
 @dataclass
 class Counters:
+    chunks: int = 0
+    """Chunks Faust handed over (``take_events``)."""
     records: int = 0
     intents: int = 0
     duplicates: int = 0
@@ -103,6 +105,8 @@ class Counters:
     """Partitions taken (start, rebalance)."""
     restored_records: int = 0
     """Records covered by the snapshots partitions were restored from (not read again)."""
+    take_seconds: float = 0.0
+    """Time spent taking partitions: restore from the table, tail read, first statuses."""
 
 
 @dataclass
@@ -123,6 +127,7 @@ class _Chunk:
     vendors: dict[int, set[bytes]] = field(default_factory=dict)
     touched: set[bytes] = field(default_factory=set)
     partitions: dict[int, _Owned] = field(default_factory=dict)
+    intents: int = 0
 
 
 class StreamsApp:
@@ -149,12 +154,14 @@ class StreamsApp:
         self.facts = FactsReader(settings, self.codec, self.ledger)
         self.app: faust.App | None = None
         self.table: Any = None
+        self._changelog = ""
         self._reader: AIOKafkaConsumer | None = None
         self._partition_of: dict[bytes, int] = {}
         self._lock = asyncio.Lock()
         self._ready = False
         self._fact_touched: set[bytes] = set()
         self._failed: asyncio.Future[None] | None = None
+        self._finishing: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -196,11 +203,14 @@ class StreamsApp:
             key_type=bytes,
             value_type=bytes,
             help="Per-agent, per-open-batch and per-partition snapshots (streams.snapshot).",
-            extra_topic_configs={"max.message.bytes": str(STATE_MAX_BYTES)},
+            # Compacted by Faust; hourly segments (as machpay.topics does for state
+            # topics) so superseded snapshots are cleaned up and a take reads less.
+            extra_topic_configs={
+                "max.message.bytes": str(STATE_MAX_BYTES),
+                "segment.ms": str(3600 * 1000),
+            },
         )
-        # Table writes go through the producer's buffer; one chunk writes a key
-        # per touched agent, so the default (100 messages) would stall the flow.
-        app.producer.buffer.max_messages = 100_000
+        self._changelog = self.table.changelog_topic.get_topic_name()
         source = app.topic(self.source, key_serializer="raw", value_serializer="raw")
         app.agent(source, name="machpay.streams.intents")(self._consume)
         # mode's Signal.connect is typed for plain functions; bound coroutines work.
@@ -254,6 +264,13 @@ class StreamsApp:
                     await client.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
+        # Faust keeps references to a stopped app (services, signal receivers);
+        # drop the state so a process that runs several apps (tests, the
+        # benchmark) does not carry every past partition's intents around.
+        self.owned.clear()
+        self._partition_of.clear()
+        if self.table is not None:
+            self.table.data.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (then stop gracefully) or a step fails (then raise)."""
@@ -267,6 +284,7 @@ class StreamsApp:
             if self._failed.done():
                 self._failed.result()
             async with self._lock:
+                await self._drain()
                 await self._shutdown_markers()
         finally:
             await self.stop()
@@ -295,7 +313,7 @@ class StreamsApp:
             if tp.topic == self.source:
                 self.owned.pop(tp.partition, None)
         async with self._lock:
-            pass
+            await self._drain()
 
     async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
         self._ready = True  # the table is recovered for the partitions we own
@@ -317,7 +335,10 @@ class StreamsApp:
                 )
             try:
                 async with self._lock:
+                    previous = self._finishing
                     await self._live(by_partition)
+                    if previous is not None:
+                        await previous  # at most this chunk's finish stays in flight
             except Exception as exc:
                 # Crash the worker rather than ack a chunk whose outputs or
                 # snapshot did not land (the next owner redoes it).
@@ -325,7 +346,13 @@ class StreamsApp:
                 raise
 
     async def _live(self, by_partition: dict[int, list[Record]]) -> None:
+        self.counters.chunks += 1
+        # A Faust chunk can hold far more intents than one finish should cover:
+        # every ~chunk_max_intents its outputs so far are sent while the rest
+        # is applied (outputs stream out, the event loop is never blocked for
+        # long); statuses and the snapshot go once for the whole chunk.
         chunk = _Chunk()
+        limit = self.cfg.chunk_max_intents
         for partition, recs in by_partition.items():
             owned = self.owned.get(partition)
             if owned is None:
@@ -339,13 +366,24 @@ class StreamsApp:
                 continue
             if recs[0][0] > owned.next_offset:  # never expected: read the gap ourselves
                 await self._catch_up(owned, recs[0][0], gap=True)
-            self._apply(owned, recs, chunk)
-        await self._finish(chunk)
+            start = 0
+            while start < len(recs):
+                start = self._apply(owned, recs, chunk, start=start, limit=limit)
+                if chunk.intents >= limit:
+                    previous = self._finishing
+                    self._finish(_Chunk(sends=chunk.sends), final=False)
+                    chunk.sends, chunk.intents = [], 0
+                    if previous is not None:
+                        await previous
+                    if self.owned.get(partition) is not owned:
+                        break
+        self._finish(chunk)  # not awaited: the next chunk is applied while it lands
 
     # -- taking a partition -----------------------------------------------------
 
     async def _take(self, partition: int) -> _Owned | None:
         """Restore ``partition`` from the table, then read its tail up to the commit."""
+        started = time.perf_counter()
         entries = dict(
             snapshot.partition_keys(self.table.data.items(), partition, self._owner_partition)
         )
@@ -359,6 +397,9 @@ class StreamsApp:
         except snapshot.TornSnapshotError as exc:
             log.warning("%s; replaying the partition from its start", exc)
             self.counters.torn_snapshots += 1
+            # Delete the partition's keys first: the replay rewrites what it
+            # touches, and a stale key left behind would tear the next restore.
+            await asyncio.gather(*(self._put(partition, key, None) for key in entries))
             restored = snapshot.restore(
                 partition,
                 {},
@@ -374,9 +415,14 @@ class StreamsApp:
         await self._catch_up(owned, None)
         if self.owned.get(partition) is not owned:
             return None
-        # Announce this worker's view of every agent it now owns.
-        chunk = _Chunk(touched=set(owned.state.agents))
+        # Announce this worker's view of every agent it now owns: those with
+        # intents, and those only facts know of (a bond deposited before any
+        # payment: gateways need it to serve the agent's first call). Facts
+        # that arrived before this partition was owned were not published.
+        ledger_agents = {a for a in self.ledger.agents() if self._owner_partition(a) == partition}
+        chunk = _Chunk(touched=set(owned.state.agents) | ledger_agents)
         await self._finish(chunk)
+        self.counters.take_seconds += time.perf_counter() - started
         log.info(
             "partition %d: snapshot at %d, tail read to %d",
             partition,
@@ -426,18 +472,31 @@ class StreamsApp:
             p = self._partition_of[agent] = partition_for_key(agent, self.partitions)
         return p
 
-    def _apply(self, owned: _Owned, recs: list[Record], chunk: _Chunk) -> None:
+    def _apply(
+        self,
+        owned: _Owned,
+        recs: list[Record],
+        chunk: _Chunk,
+        *,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> int:
+        """Apply ``recs[start:]`` until ``chunk`` holds ``limit`` intents; the next index."""
         partition = owned.partition
         agents = chunk.agents.setdefault(partition, set())
         vendors = chunk.vendors.setdefault(partition, set())
         chunk.partitions[partition] = owned
-        for offset, value in recs:
+        for i in range(start, len(recs)):
+            offset, value = recs[i]
             if offset < owned.next_offset:
                 self.counters.skipped_records += 1
                 continue
             self._apply_record(owned, offset, value, chunk, agents=agents, vendors=vendors)
             owned.next_offset = offset + 1
             self.counters.records += 1
+            if limit is not None and chunk.intents >= limit:
+                return i + 1
+        return len(recs)
 
     def _apply_record(
         self,
@@ -520,6 +579,7 @@ class StreamsApp:
             intents.append(accepted)
             vendors.add(accepted.vendor)
         result = state.apply(intents, now)
+        chunk.intents += len(intents)
         if state.open and owned.opened_wall is None:
             owned.opened_wall = time.monotonic()
         self.counters.intents += len(intents)
@@ -554,7 +614,7 @@ class StreamsApp:
         self.counters.batches += len(result.batches)
         self.counters.rejected += len(result.rejected)
 
-    def _publish_statuses(self, agents: Iterable[bytes], chunk: _Chunk) -> None:
+    def _publish_statuses(self, agents: Iterable[bytes], sends: list[Awaitable[Any]]) -> None:
         now = now_ms()
         for agent in agents:
             owned = self.owned.get(self._owner_partition(agent))
@@ -563,19 +623,17 @@ class StreamsApp:
             snap = self.ledger.snapshot(agent, owned.state.agents.get(agent))
             version = self.book.update(agent, snap, now)
             if version is not None:
-                self._send(
-                    chunk,
-                    self.t_status,
-                    agent,
-                    records.agent_status(agent, snap, version=version, now_ms=now),
+                data = self.codec.encode(
+                    self.t_status, records.agent_status(agent, snap, version=version, now_ms=now)
                 )
+                sends.append(self._produce(self.t_status, agent, data, None))
                 self.counters.statuses += 1
 
     def _send(self, chunk: _Chunk, topic: str, key: bytes | None, value: dict[str, Any]) -> None:
         chunk.sends.append(self._produce(topic, key, self.codec.encode(topic, value), None))
 
     async def _produce(
-        self, topic: str, key: bytes | None, data: bytes, partition: int | None
+        self, topic: str, key: bytes | None, data: bytes | None, partition: int | None
     ) -> None:
         assert self.app is not None
         fut = await self.app.producer.send(topic, key, data, partition, None, None)
@@ -583,16 +641,28 @@ class StreamsApp:
 
     # -- acknowledgements, then snapshots ---------------------------------------
 
-    async def _finish(self, chunk: _Chunk) -> None:
-        """Outputs acknowledged -> the chunk's table keys acknowledged -> marks."""
+    def _finish(self, chunk: _Chunk, *, final: bool = True) -> asyncio.Future[None]:
+        """Finish ``chunk`` after the previous one: outputs -> table keys -> marks.
+
+        The snapshot is captured now (the state as of this chunk) and sent
+        only once the chunk's outputs and every earlier finish are
+        acknowledged, so marks land in chunk order and a mark never covers an
+        unacknowledged output. The caller may go on with the next chunk
+        meanwhile (the agent does; at most one finish is then in flight).
+        ``final=False`` sends only the outputs (a cut inside a Faust chunk);
+        statuses and the snapshot follow with the chunk's final finish, once
+        per key for the whole chunk.
+        """
+        sends: list[asyncio.Future[Any]] = [asyncio.ensure_future(x) for x in chunk.sends]
+        snapshots: list[tuple[_Owned, list[snapshot.Write], snapshot.Write]] = []
+        if not final:
+            return self._chain(sends, snapshots)
         if self._fact_touched:
             chunk.touched |= self._fact_touched
             self._fact_touched = set()
-        self._publish_statuses(chunk.touched, chunk)
-        if chunk.sends:
-            await asyncio.gather(*chunk.sends)
-        marks: list[Awaitable[Any]] = []
-        writes: list[Awaitable[Any]] = []
+        status_sends: list[Awaitable[Any]] = []
+        self._publish_statuses(chunk.touched, status_sends)
+        sends += [asyncio.ensure_future(send) for send in status_sends]
         for partition, owned in chunk.partitions.items():
             if self.owned.get(partition) is not owned:
                 continue  # revoked meanwhile: the next owner reads these records again
@@ -602,24 +672,65 @@ class StreamsApp:
                 agents=chunk.agents.get(partition, ()),
                 vendors=chunk.vendors.get(partition, ()),
             )
-            writes += [self._put(partition, key, value) for key, value in keys]
-            marks.append(self._put(partition, *mark))
+            snapshots.append((owned, keys, mark))
+        return self._chain(sends, snapshots)
+
+    def _chain(
+        self,
+        sends: list[asyncio.Future[Any]],
+        snapshots: list[tuple[_Owned, list[snapshot.Write], snapshot.Write]],
+    ) -> asyncio.Future[None]:
+        finishing = asyncio.ensure_future(self._settle(sends, snapshots, self._finishing))
+        finishing.add_done_callback(self._settled)
+        self._finishing = finishing
+        return finishing
+
+    async def _settle(
+        self,
+        sends: Sequence[asyncio.Future[Any]],
+        snapshots: list[tuple[_Owned, list[snapshot.Write], snapshot.Write]],
+        previous: asyncio.Future[None] | None,
+    ) -> None:
+        if sends:
+            await asyncio.gather(*sends)
+        if previous is not None:
+            await previous
+        live = [(o, keys, mark) for o, keys, mark in snapshots if self.owned.get(o.partition) is o]
+        writes = [self._put(o.partition, k, v) for o, keys, _ in live for k, v in keys]
         if writes:
             await asyncio.gather(*writes)
+        marks = [self._put(o.partition, *mark) for o, _, mark in live]
         if marks:
             await asyncio.gather(*marks)
 
+    def _settled(self, finishing: asyncio.Future[None]) -> None:
+        if not finishing.cancelled() and finishing.exception() is not None:
+            self._fail(finishing.exception() or RuntimeError("finish failed"))
+
+    async def _drain(self) -> None:
+        """Wait until every started finish landed (or failed: then the worker fails)."""
+        while self._finishing is not None and not self._finishing.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._finishing)
+
     def _put(self, partition: int, key: bytes, value: bytes | None) -> Awaitable[Any]:
-        """Set (or delete) a table key with its own partition, the way Table.on_key_set does."""
+        """Set (or delete) a table key and send it to its changelog partition.
+
+        What ``Table.on_key_set`` does, with the partition given instead of the
+        current event's. The changelog record goes straight to the producer:
+        ``Table.send_changelog`` queues it in Faust's ``ProducerBuffer`` (a task
+        hop and sensor calls per record), which measured 0.36x the plain loop
+        against 0.51x for a direct send in the same conditions. The record is
+        the same (topic, key, value, partition); the callback skipped only
+        stores persisted offsets for RocksDB stores (this table is in memory).
+        """
         data = self.table.data
         if value is None:
-            data.pop(key, None)
-            fut = self.table.send_changelog(partition, key, None, value_serializer="raw")
+            data.pop(key, None)  # a tombstone: recovery deletes the key
         else:
             data[key] = value
-            fut = self.table.send_changelog(partition, key, value)
         self.counters.table_writes += 1
-        return fut  # type: ignore[no-any-return]
+        return self._produce(self._changelog, key, value, partition)
 
     # -- facts, eager takes, flush markers --------------------------------------
 
@@ -633,6 +744,9 @@ class StreamsApp:
         interval = min(0.1, self.cfg.batch_max_age_ms / 4000)
         while True:
             await asyncio.sleep(interval)
+            assert self.app is not None
+            if self.app.crashed:  # e.g. the consumer died: fail rather than idle
+                raise RuntimeError(f"the Faust app crashed: {self.app.crash_reason!r}")
             async with self._lock:
                 if self._ready:
                     # Eagerly, so batches left open by a dead owner close even

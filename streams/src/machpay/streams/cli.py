@@ -18,7 +18,12 @@ def streams() -> None:
 
 @streams.command("worker")
 @click.option("--worker-id", help="Name of this worker in proofs and logs (streams.worker_id).")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    help="Python logging level for the worker and Faust (DEBUG, INFO, WARNING, ERROR).",
+)
 @pass_app
 def worker(app: AppContext, worker_id: str | None, log_level: str) -> None:
     """Consume intents.accepted and publish proofs, statuses and batches until stopped.

@@ -40,8 +40,9 @@ from machpay.protocol import MESSAGE_LEN, SignedIntent
 from machpay.streams.state import AgentState, ChannelLog, OpenBatch, PartitionState
 
 FORMAT = 1
-BLOCK = 1024
-"""Intents per block key: ~165 KB per value at most."""
+BLOCK = 256
+"""Intents per block key (~41 KB per value at most): a smaller block rewrites fewer bytes
+per chunk, a larger one writes fewer keys."""
 
 _HEAD, _BLOCK, _BATCH, _MARK = b"H", b"E", b"B", b"M"
 _SIG = 64
@@ -136,19 +137,10 @@ def _in_channel(state: AgentState, signed: SignedIntent) -> bool:
     log = state.channels.get(signed.intent.channel)
     if log is None:
         return False
+    if log.intents[-1] is signed:  # in-order traffic: the newest intent is the last
+        return True
     i = bisect.bisect_left(log.nonces, signed.intent.nonce)
     return i < len(log.nonces) and log.intents[i] is signed
-
-
-def encode_block(state: AgentState, block: int, covered: int) -> bytes:
-    """Intents ``block * BLOCK`` .. of the agent, in arrival order, with their flag."""
-    parts = [_COVER.pack(FORMAT, covered)]
-    start = block * BLOCK
-    for signed in islice(state.nonces.values(), start, start + BLOCK):
-        parts.append(signed.message)
-        parts.append(signed.signature)
-        parts.append(b"\x01" if _in_channel(state, signed) else b"\x00")
-    return b"".join(parts)
 
 
 def encode_batch(batch: OpenBatch, covered: int) -> bytes:
@@ -176,13 +168,17 @@ def encode_mark(covered: int, open_vendors: Iterable[bytes] = ()) -> bytes:
 class SnapshotWriter:
     """The keys one chunk changed in a partition, mark last.
 
-    Remembers how many intents of each agent are already in full blocks, so
-    a chunk rewrites only blocks that gained intents.
+    Intents are encoded once, when first written: an agent's entries are
+    append-only (arrival order) and an entry never changes, so the writer
+    keeps the encoded entries of each agent's last, not yet full block and
+    appends to it; full blocks are never written again.
     """
 
     partition: int
     written: dict[bytes, int] = field(default_factory=dict)
-    """agent -> intents already written (as of the last capture)."""
+    """agent -> intents already encoded (as of the last capture)."""
+    partial: dict[bytes, bytearray] = field(default_factory=dict)
+    """agent -> encoded entries of its last block, if that block is not full."""
 
     def capture(
         self,
@@ -194,18 +190,34 @@ class SnapshotWriter:
     ) -> tuple[list[Write], Write]:
         """(the chunk's writes, then the mark to send once they are acknowledged)."""
         writes: list[Write] = []
+        cover = _COVER.pack(FORMAT, covered)
         for agent in agents:
             st = state.agents.get(agent)
             if st is None:
                 continue
-            count = len(st.nonces)
             before = self.written.get(agent, 0)
-            first = before // BLOCK
-            last = (count - 1) // BLOCK if count else -1
-            for block in range(first, last + 1):
-                writes.append((block_key(agent, block), encode_block(st, block, covered)))
+            count = len(st.nonces)
+            if count > before:
+                buf = self.partial.pop(agent, None) or bytearray()
+                block = before // BLOCK
+                channels = st.channels
+                for i, signed in enumerate(islice(st.nonces.values(), before, None), before):
+                    if i // BLOCK != block:  # the previous block is full: written for the last time
+                        writes.append((block_key(agent, block), cover + buf))
+                        buf, block = bytearray(), i // BLOCK
+                    # message, signature, in-consistent-set flag (once per intent: inlined)
+                    log = channels.get(signed.intent.channel)
+                    buf += signed.message
+                    buf += signed.signature
+                    if log is not None and log.intents[-1] is signed:
+                        buf.append(1)
+                    else:
+                        buf.append(1 if _in_channel(st, signed) else 0)
+                writes.append((block_key(agent, block), cover + buf))
+                if count % BLOCK:
+                    self.partial[agent] = buf
+                self.written[agent] = count
             writes.append((head_key(agent), encode_head(st, covered)))
-            self.written[agent] = count
         for vendor in vendors:
             batch = state.open.get(vendor)
             writes.append(
@@ -279,7 +291,13 @@ def restore(
         if kind == _HEAD:
             agent = key[1:]
             state.agents[agent] = _restore_agent(agent, value, entries, check(key, value))
-            writer.written[agent] = len(state.agents[agent].nonces)
+            count = len(state.agents[agent].nonces)
+            writer.written[agent] = count
+            if count % BLOCK:
+                last = entries[block_key(agent, count // BLOCK)]
+                writer.partial[agent] = bytearray(
+                    last[_COVER.size : _COVER.size + (count % BLOCK) * _ENTRY]
+                )
         elif kind == _BATCH and key_partition(key) == partition:
             vendor = key[5:]
             batches[vendor] = _restore_batch(key, value, check(key, value))

@@ -315,6 +315,10 @@ class Ledger:
         """channel -> settled cumulative."""
         self._seen: set[tuple[object, ...]] = set()
 
+    def agents(self) -> set[bytes]:
+        """Every agent some fact was recorded for (bond, withdrawal, payment, insolvency)."""
+        return set(self.bond) | set(self.pending) | set(self.paid) | self.insolvent
+
     def chain_event(
         self,
         kind: str,
