@@ -87,17 +87,13 @@ pub(crate) fn invoke_context<'a, 'b>() -> &'a mut InvokeContext<'b, 'b> {
     unsafe { &mut *(address as *mut InvokeContext<'b, 'b>) }
 }
 
-solana_program_runtime::declare_process_instruction!(
-    NativeProgram,
-    NATIVE_INSTRUCTION_COST,
-    |invoke_context| { run_native_instruction(invoke_context) }
-);
+solana_program_runtime::declare_process_instruction!(NativeProgram, NATIVE_INSTRUCTION_COST, |invoke_context| {
+    run_native_instruction(invoke_context)
+});
 
 fn run_native_instruction(invoke_context: &mut InvokeContext) -> Result<(), InstructionError> {
     set_invoke_context(invoke_context);
-    let instruction_context = invoke_context
-        .transaction_context
-        .get_current_instruction_context()?;
+    let instruction_context = invoke_context.transaction_context.get_current_instruction_context()?;
     let program_id = *instruction_context.get_program_key()?;
     let entry = lookup(&program_id).ok_or(InstructionError::UnsupportedProgramId)?;
     let account_indices: HashSet<IndexOfAccount> =
@@ -110,17 +106,14 @@ fn run_native_instruction(invoke_context: &mut InvokeContext) -> Result<(), Inst
     // SAFETY: `input` is a buffer serialized in the SBF input ABI with the
     // host's alignment, which is what `deserialize` parses; it outlives
     // every AccountInfo below.
-    let (_, account_infos, data) = unsafe {
-        solana_program_entrypoint_v3::deserialize(input.as_slice_mut().as_mut_ptr())
-    };
+    let (_, account_infos, data) =
+        unsafe { solana_program_entrypoint_v3::deserialize(input.as_slice_mut().as_mut_ptr()) };
 
     // A nested native instruction (CPI into another native program) has its own
     // failure slot; restore the caller's afterwards.
     let outer_failure = SYSCALL_FAILURE.with(|slot| slot.borrow_mut().take());
     crate::stdout_logs::begin();
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        entry(&program_id, &account_infos, data)
-    }));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| entry(&program_id, &account_infos, data)));
     crate::stdout_logs::end(crate::bridge::invoke_context());
     let failure = SYSCALL_FAILURE.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), outer_failure));
     if let Some(err) = failure {
@@ -137,11 +130,8 @@ fn run_native_instruction(invoke_context: &mut InvokeContext) -> Result<(), Inst
     // A CPI made by the program may have replaced the context pointer's
     // instruction; fetch the current instruction again before writing back.
     let invoke_context = crate::bridge::invoke_context();
-    let instruction_context = invoke_context
-        .transaction_context
-        .get_current_instruction_context()?;
-    let by_key: HashMap<Address, &AccountInfo> =
-        account_infos.iter().map(|info| (*info.key, info)).collect();
+    let instruction_context = invoke_context.transaction_context.get_current_instruction_context()?;
+    let by_key: HashMap<Address, &AccountInfo> = account_infos.iter().map(|info| (*info.key, info)).collect();
     for index in account_indices {
         let mut account = instruction_context.try_borrow_instruction_account(index)?;
         if !account.is_writable() {

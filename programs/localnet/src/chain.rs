@@ -39,6 +39,11 @@ pub const LAMPORTS_PER_SIGNATURE: u64 = 5_000;
 /// Signatures kept per address for `getSignaturesForAddress`.
 const SIGNATURES_PER_ADDRESS: usize = 10_000;
 
+/// Landed transactions kept for `getTransaction` and statuses (oldest go
+/// first), so a long-running node's memory stays bounded. A validator
+/// without a ledger archive forgets old transactions too.
+pub const TRANSACTIONS_KEPT: usize = 50_000;
+
 /// A transaction the chain has executed and included in a slot.
 #[derive(Debug, Clone)]
 pub struct LandedTransaction {
@@ -82,6 +87,8 @@ pub struct Chain {
     /// Blockhash of each recent slot, oldest first.
     recent_blockhashes: VecDeque<(Hash, u64)>,
     transactions: HashMap<Signature, LandedTransaction>,
+    /// Landing order of `transactions`, oldest first.
+    landing_order: VecDeque<Signature>,
     by_address: HashMap<Address, VecDeque<Signature>>,
     /// Seconds added to wall time by `warp` (timelock tests).
     clock_offset: i64,
@@ -91,10 +98,7 @@ pub struct Chain {
 }
 
 fn wall_clock_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 impl Default for Chain {
@@ -121,6 +125,7 @@ impl Chain {
             slot: 0,
             recent_blockhashes: VecDeque::new(),
             transactions: HashMap::new(),
+            landing_order: VecDeque::new(),
             by_address: HashMap::new(),
             clock_offset: 0,
             faucet: Keypair::new(),
@@ -133,10 +138,7 @@ impl Chain {
             executable: false,
             rent_epoch: 0,
         };
-        chain
-            .svm
-            .set_account(chain.faucet.pubkey(), faucet_account)
-            .expect("a system account is always valid");
+        chain.svm.set_account(chain.faucet.pubkey(), faucet_account).expect("a system account is always valid");
         chain.start_slot(1);
         chain.genesis_hash = chain.svm.latest_blockhash();
         chain
@@ -281,7 +283,8 @@ impl Chain {
             let Ok(table) = AddressLookupTable::deserialize(&table.data) else {
                 continue;
             };
-            for (indexes, out) in [(&lookup.writable_indexes, &mut writable), (&lookup.readonly_indexes, &mut readonly)] {
+            for (indexes, out) in [(&lookup.writable_indexes, &mut writable), (&lookup.readonly_indexes, &mut readonly)]
+            {
                 for &i in indexes.iter() {
                     if let Some(address) = table.addresses.get(i as usize) {
                         out.push(*address);
@@ -296,11 +299,7 @@ impl Chain {
         if self.is_blockhash_valid(tx.message.recent_blockhash()) {
             Ok(())
         } else {
-            Err(Rejection {
-                err: TransactionError::BlockhashNotFound,
-                logs: Vec::new(),
-                compute_units_consumed: 0,
-            })
+            Err(Rejection { err: TransactionError::BlockhashNotFound, logs: Vec::new(), compute_units_consumed: 0 })
         }
     }
 
@@ -361,28 +360,23 @@ impl Chain {
             });
         }
         let (static_keys, loaded_writable, loaded_readonly) = self.resolve_keys(&tx);
-        let account_keys: Vec<Address> = static_keys
-            .iter()
-            .chain(&loaded_writable)
-            .chain(&loaded_readonly)
-            .copied()
-            .collect();
+        let account_keys: Vec<Address> =
+            static_keys.iter().chain(&loaded_writable).chain(&loaded_readonly).copied().collect();
         let pre_balances: Vec<u64> = account_keys.iter().map(|k| self.balance(k)).collect();
 
-        let (meta, err): (TransactionMetadata, Option<TransactionError>) =
-            match self.svm.send_transaction(tx.clone()) {
-                Ok(meta) => (meta, None),
-                Err(FailedTransactionMetadata { err, meta }) => {
-                    if self.svm.get_transaction(&signature).is_none() {
-                        return Err(Rejection {
-                            err,
-                            logs: meta.logs,
-                            compute_units_consumed: meta.compute_units_consumed,
-                        });
-                    }
-                    (meta, Some(err))
+        let (meta, err): (TransactionMetadata, Option<TransactionError>) = match self.svm.send_transaction(tx.clone()) {
+            Ok(meta) => (meta, None),
+            Err(FailedTransactionMetadata { err, meta }) => {
+                if self.svm.get_transaction(&signature).is_none() {
+                    return Err(Rejection {
+                        err,
+                        logs: meta.logs,
+                        compute_units_consumed: meta.compute_units_consumed,
+                    });
                 }
-            };
+                (meta, Some(err))
+            }
+        };
         let post_balances: Vec<u64> = account_keys.iter().map(|k| self.balance(k)).collect();
         let landed = LandedTransaction {
             signature,
@@ -408,6 +402,14 @@ impl Chain {
             }
         }
         self.transactions.insert(signature, landed);
+        self.landing_order.push_back(signature);
+        while self.landing_order.len() > TRANSACTIONS_KEPT {
+            if let Some(oldest) = self.landing_order.pop_front() {
+                // `by_address` entries of forgotten transactions are skipped
+                // when read and age out with SIGNATURES_PER_ADDRESS.
+                self.transactions.remove(&oldest);
+            }
+        }
         self.start_slot(self.slot + 1);
         Ok(&self.transactions[&signature])
     }

@@ -12,8 +12,8 @@ pub mod chain;
 pub mod programs;
 pub mod rpc;
 pub mod stdout_logs;
-pub mod testkit;
 mod stubs;
+pub mod testkit;
 
 pub use chain::{Chain, LandedTransaction, Rejection, Simulation};
 pub use testkit::MachPayNet;

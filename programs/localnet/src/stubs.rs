@@ -198,25 +198,16 @@ fn invoke_signed(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ProgramError::InvalidSeeds)?;
 
-    context
-        .prepare_next_cpi_instruction(instruction.clone(), &signers)
-        .map_err(program_error)?;
+    context.prepare_next_cpi_instruction(instruction.clone(), &signers).map_err(program_error)?;
 
-    let info_index: HashMap<Address, usize> = account_infos
-        .iter()
-        .enumerate()
-        .map(|(i, info)| (*info.key, i))
-        .collect();
+    let info_index: HashMap<Address, usize> =
+        account_infos.iter().enumerate().map(|(i, info)| (*info.key, i)).collect();
     // (index in transaction, index in account_infos) of writable callee accounts.
     let mut writable = Vec::new();
     {
         let transaction_context = &context.transaction_context;
-        let caller_ix = transaction_context
-            .get_current_instruction_context()
-            .map_err(program_error)?;
-        let callee_ix = transaction_context
-            .get_next_instruction_context()
-            .map_err(program_error)?;
+        let caller_ix = transaction_context.get_current_instruction_context().map_err(program_error)?;
+        let callee_ix = transaction_context.get_next_instruction_context().map_err(program_error)?;
         for callee_account in callee_ix.instruction_accounts() {
             let key = transaction_context
                 .get_key_of_account_at_index(callee_account.index_in_transaction)
@@ -226,9 +217,7 @@ fn invoke_signed(
             let index_in_caller = caller_ix
                 .get_index_of_account_in_instruction(callee_account.index_in_transaction)
                 .map_err(program_error)?;
-            let mut account = caller_ix
-                .try_borrow_instruction_account(index_in_caller)
-                .map_err(program_error)?;
+            let mut account = caller_ix.try_borrow_instruction_account(index_in_caller).map_err(program_error)?;
             if account.get_lamports() != info.lamports() {
                 account.set_lamports(info.lamports()).map_err(program_error)?;
             }
@@ -247,21 +236,14 @@ fn invoke_signed(
     }
 
     let mut units = 0;
-    context
-        .process_instruction(&mut units, &mut ExecuteTimings::default())
-        .map_err(program_error)?;
+    context.process_instruction(&mut units, &mut ExecuteTimings::default()).map_err(program_error)?;
 
     let transaction_context = &context.transaction_context;
-    let caller_ix = transaction_context
-        .get_current_instruction_context()
-        .map_err(program_error)?;
+    let caller_ix = transaction_context.get_current_instruction_context().map_err(program_error)?;
     for (index_in_transaction, info_at) in writable {
-        let index_in_caller = caller_ix
-            .get_index_of_account_in_instruction(index_in_transaction)
-            .map_err(program_error)?;
-        let account = caller_ix
-            .try_borrow_instruction_account(index_in_caller)
-            .map_err(program_error)?;
+        let index_in_caller =
+            caller_ix.get_index_of_account_in_instruction(index_in_transaction).map_err(program_error)?;
+        let account = caller_ix.try_borrow_instruction_account(index_in_caller).map_err(program_error)?;
         let info = &account_infos[info_at];
         **info.try_borrow_mut_lamports()? = account.get_lamports();
         if info.owner != account.get_owner() {

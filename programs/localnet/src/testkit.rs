@@ -76,15 +76,18 @@ impl Voucher {
 
 /// Signs an intent for the channel (agent, vendor).
 pub fn voucher(agent: &Keypair, vendor: &Address, nonce: u64, cumulative: u64, amount: u64) -> Voucher {
-    voucher_with(agent, Intent {
-        domain: LOCAL_DOMAIN,
-        channel: channel_of(&agent.pubkey(), vendor).to_bytes(),
-        nonce,
-        cumulative,
-        amount,
-        expires_at: i64::MAX,
-        context: [nonce as u8; 16],
-    })
+    voucher_with(
+        agent,
+        Intent {
+            domain: LOCAL_DOMAIN,
+            channel: channel_of(&agent.pubkey(), vendor).to_bytes(),
+            nonce,
+            cumulative,
+            amount,
+            expires_at: i64::MAX,
+            context: [nonce as u8; 16],
+        },
+    )
 }
 
 pub fn voucher_with(agent: &Keypair, intent: Intent) -> Voucher {
@@ -102,7 +105,14 @@ pub fn precompile_ix(vouchers: &[Voucher]) -> Instruction {
 }
 
 /// The MachPay `settle` instruction for `vouchers` (all to `vendor`).
-pub fn settle_ix(settler: &Address, vendor: &Address, vouchers: &[Voucher], root: [u8; 32], leaf_count: u64, total: u64) -> Instruction {
+pub fn settle_ix(
+    settler: &Address,
+    vendor: &Address,
+    vouchers: &[Voucher],
+    root: [u8; 32],
+    leaf_count: u64,
+    total: u64,
+) -> Instruction {
     let mut accounts = machpay::accounts::Settle {
         settler: *settler,
         vendor: *vendor,
@@ -131,7 +141,13 @@ pub fn settle_ixs(settler: &Address, vendor: &Address, vouchers: &[Voucher]) -> 
 }
 
 /// Precompile (first, second) + prove_fraud.
-pub fn prove_fraud_ixs(prover: &Address, kind: u8, first: &Voucher, second: &Voucher, treasury: &Address) -> Vec<Instruction> {
+pub fn prove_fraud_ixs(
+    prover: &Address,
+    kind: u8,
+    first: &Voucher,
+    second: &Voucher,
+    treasury: &Address,
+) -> Vec<Instruction> {
     let fraud_kind = machpay_protocol::fraud::FraudKind::from_byte(kind).expect("kind 1 or 2");
     let proof_id = machpay_protocol::fraud::proof_id(fraud_kind, &first.id(), &second.id());
     let accounts = machpay::accounts::ProveFraud {
@@ -159,8 +175,12 @@ pub fn prove_fraud_ixs(prover: &Address, kind: u8, first: &Voucher, second: &Vou
 pub fn deposit_ix(agent: &Address, amount: u64) -> Instruction {
     Instruction {
         program_id: global_bond::ID,
-        accounts: global_bond::accounts::Deposit { agent: *agent, bond: bond_of(agent), system_program: SYSTEM_PROGRAM }
-            .to_account_metas(None),
+        accounts: global_bond::accounts::Deposit {
+            agent: *agent,
+            bond: bond_of(agent),
+            system_program: SYSTEM_PROGRAM,
+        }
+        .to_account_metas(None),
         data: global_bond::instruction::Deposit { amount }.data(),
     }
 }
@@ -168,8 +188,12 @@ pub fn deposit_ix(agent: &Address, amount: u64) -> Instruction {
 pub fn request_withdrawal_ix(agent: &Address, amount: u64) -> Instruction {
     Instruction {
         program_id: global_bond::ID,
-        accounts: global_bond::accounts::RequestWithdrawal { agent: *agent, bond: bond_of(agent), config: bond_config() }
-            .to_account_metas(None),
+        accounts: global_bond::accounts::RequestWithdrawal {
+            agent: *agent,
+            bond: bond_of(agent),
+            config: bond_config(),
+        }
+        .to_account_metas(None),
         data: global_bond::instruction::RequestWithdrawal { amount }.data(),
     }
 }
@@ -264,7 +288,12 @@ impl MachPayNet {
 
     /// A legacy transaction paid by `payer`; `Err` carries the transaction
     /// error whether it was rejected or landed failed.
-    pub fn send(&mut self, ixs: &[Instruction], payer: &Keypair, signers: &[&Keypair]) -> Result<LandedTransaction, (TransactionError, Vec<String>)> {
+    pub fn send(
+        &mut self,
+        ixs: &[Instruction],
+        payer: &Keypair,
+        signers: &[&Keypair],
+    ) -> Result<LandedTransaction, (TransactionError, Vec<String>)> {
         let blockhash = self.chain.latest_blockhash();
         let message = Message::new_with_blockhash(ixs, Some(&payer.pubkey()), &blockhash);
         let mut all: Vec<&Keypair> = vec![payer];
@@ -297,7 +326,12 @@ impl MachPayNet {
     }
 
     /// A signed v0 transaction using `tables`.
-    pub fn v0_transaction(&self, ixs: &[Instruction], payer: &Keypair, tables: &[AddressLookupTableAccount]) -> VersionedTransaction {
+    pub fn v0_transaction(
+        &self,
+        ixs: &[Instruction],
+        payer: &Keypair,
+        tables: &[AddressLookupTableAccount],
+    ) -> VersionedTransaction {
         let message = v0::Message::try_compile(&payer.pubkey(), ixs, tables, self.chain.latest_blockhash())
             .expect("v0 message compiles");
         VersionedTransaction::try_new(VersionedMessage::V0(message), &[payer]).expect("signs")

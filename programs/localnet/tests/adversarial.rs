@@ -22,7 +22,11 @@ const STEAL_VIA_CPI: u8 = 0xEE;
 /// A program that accepts any instruction without accounts (a look-alike
 /// precompile), or CPIs GlobalBond `debit` pretending to be MachPay's bond
 /// authority.
-fn hostile_entry<'a>(program_id: &'a Pubkey, accounts: &'a [AccountInfo<'a>], data: &'a [u8]) -> Result<(), ProgramError> {
+fn hostile_entry<'a>(
+    program_id: &'a Pubkey,
+    accounts: &'a [AccountInfo<'a>],
+    data: &'a [u8],
+) -> Result<(), ProgramError> {
     if accounts.is_empty() {
         return Ok(());
     }
@@ -34,8 +38,12 @@ fn hostile_entry<'a>(program_id: &'a Pubkey, accounts: &'a [AccountInfo<'a>], da
             let (_, bump) = Pubkey::find_program_address(&[b"bond_authority"], program_id);
             let debit = Instruction {
                 program_id: global_bond::ID,
-                accounts: global_bond::accounts::Debit { authority: *authority.key, bond: *bond.key, recipient: *recipient.key }
-                    .to_account_metas(Some(true)),
+                accounts: global_bond::accounts::Debit {
+                    authority: *authority.key,
+                    bond: *bond.key,
+                    recipient: *recipient.key,
+                }
+                .to_account_metas(Some(true)),
                 data: global_bond::instruction::Debit { amount: SOL, mark_insolvent: false }.data(),
             };
             invoke_signed(&debit, accounts, &[&[b"bond_authority", &[bump]]])
@@ -119,9 +127,15 @@ fn a_precompile_with_fewer_entries_than_channels_is_rejected() {
     let b = net.agent_with_bond(5 * SOL);
     let va = voucher(&a, &vendor, 1, 1_000_000, 1_000_000);
     let vb = voucher(&b, &vendor, 1, 1_000_000, 1_000_000);
-    let ixs = vec![precompile_ix(std::slice::from_ref(&va)), settle_ix(&settler.pubkey(), &vendor, &[va, vb], [0; 32], 2, 2_000_000)];
+    let ixs = vec![
+        precompile_ix(std::slice::from_ref(&va)),
+        settle_ix(&settler.pubkey(), &vendor, &[va, vb], [0; 32], 2, 2_000_000),
+    ];
     let (err, _) = net.send(&ixs, &settler, &[]).unwrap_err();
-    assert!(matches!(err, TransactionError::InstructionError(1, InstructionError::Custom(c)) if (6004..=6006).contains(&c)), "{err:?}");
+    assert!(
+        matches!(err, TransactionError::InstructionError(1, InstructionError::Custom(c)) if (6004..=6006).contains(&c)),
+        "{err:?}"
+    );
     assert_eq!(net.bond_balance(&a.pubkey()), 5 * SOL);
 }
 
@@ -152,7 +166,8 @@ fn consistent_vouchers_are_not_fraud() {
     let first = voucher(&agent, &vendor, 1, 3_000_000, 1_000_000);
     let second = voucher(&agent, &vendor, 2, 4_000_000, 1_000_000);
     let treasury = net.treasury;
-    let (err, _) = net.send(&prove_fraud_ixs(&prover.pubkey(), 2, &first, &second, &treasury), &prover, &[]).unwrap_err();
+    let (err, _) =
+        net.send(&prove_fraud_ixs(&prover.pubkey(), 2, &first, &second, &treasury), &prover, &[]).unwrap_err();
     assert_eq!(err, TransactionError::InstructionError(1, InstructionError::Custom(6018)), "InvalidProof");
     assert_eq!(net.bond_balance(&agent.pubkey()), 4 * SOL);
 }
@@ -190,18 +205,24 @@ fn pre_funded_channel_and_proof_addresses_do_not_block_settlement_or_slashing() 
     net.send(&[grief(channel_of(&agent.pubkey(), &vendor))], &griefer, &[]).unwrap();
     let vendor_before = net.chain.balance(&vendor);
     let v = voucher(&agent, &vendor, 1, 2_000_000, 2_000_000);
-    net.send(&settle_ixs(&settler.pubkey(), &vendor, &[v]), &settler, &[]).expect("a pre-funded channel address still settles");
+    net.send(&settle_ixs(&settler.pubkey(), &vendor, &[v]), &settler, &[])
+        .expect("a pre-funded channel address still settles");
     assert_eq!(net.chain.balance(&vendor), vendor_before + 2_000_000);
     assert_eq!(net.channel_settled(&agent.pubkey(), &vendor), 2_000_000);
 
     let a = voucher(&agent, &vendor, 9, 3_000_000, 1_000_000);
     let b = voucher(&agent, &vendor, 9, 4_000_000, 2_000_000);
     let (first, second) = if a.id() < b.id() { (a, b) } else { (b, a) };
-    let proof_id = machpay_protocol::fraud::proof_id(machpay_protocol::fraud::FraudKind::from_byte(1).unwrap(), &first.id(), &second.id());
+    let proof_id = machpay_protocol::fraud::proof_id(
+        machpay_protocol::fraud::FraudKind::from_byte(1).unwrap(),
+        &first.id(),
+        &second.id(),
+    );
     net.send(&[grief(fraud_record_of(&proof_id))], &griefer, &[]).unwrap();
     let prover = net.funded(SOL);
     let treasury = net.treasury;
-    net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &treasury), &prover, &[]).expect("a pre-funded record address still slashes");
+    net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &treasury), &prover, &[])
+        .expect("a pre-funded record address still slashes");
     assert_eq!(net.bond_balance(&agent.pubkey()), 0);
 }
 
@@ -211,7 +232,12 @@ fn a_pre_funded_bond_address_still_takes_a_deposit() {
     let mut net = MachPayNet::new();
     let griefer = net.funded(SOL);
     let agent = net.funded(5 * SOL);
-    net.send(&[solana_system_interface::instruction::transfer(&griefer.pubkey(), &bond_of(&agent.pubkey()), 1_000_000)], &griefer, &[]).unwrap();
+    net.send(
+        &[solana_system_interface::instruction::transfer(&griefer.pubkey(), &bond_of(&agent.pubkey()), 1_000_000)],
+        &griefer,
+        &[],
+    )
+    .unwrap();
     net.send(&[deposit_ix(&agent.pubkey(), SOL)], &agent, &[]).expect("deposit");
     assert_eq!(net.bond_balance(&agent.pubkey()), SOL);
 }

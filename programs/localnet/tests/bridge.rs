@@ -5,7 +5,6 @@
 //! CPI failure the program ignores, and account data write-back.
 
 use anchor_lang::prelude::{AccountInfo, Clock, ProgramError, Pubkey, Rent};
-use solana_sysvar_v3::Sysvar as _;
 use anchor_lang::solana_program::program::invoke_signed;
 use anchor_lang::solana_program::system_instruction;
 use machpay_localnet::Chain;
@@ -16,6 +15,7 @@ use solana_instruction::{AccountMeta, Instruction};
 use solana_keypair::Keypair;
 use solana_message::Message;
 use solana_signer::Signer;
+use solana_sysvar_v3::Sysvar as _;
 use solana_transaction::versioned::VersionedTransaction;
 use solana_transaction::Transaction;
 use solana_transaction_error::TransactionError;
@@ -27,7 +27,11 @@ const PAY_FROM_VAULT: u8 = 0;
 const PAY_IGNORING_FAILURE: u8 = 1;
 const WRITE_DATA: u8 = 2;
 
-fn probe_entry<'a>(program_id: &'a Pubkey, accounts: &'a [AccountInfo<'a>], data: &'a [u8]) -> Result<(), ProgramError> {
+fn probe_entry<'a>(
+    program_id: &'a Pubkey,
+    accounts: &'a [AccountInfo<'a>],
+    data: &'a [u8],
+) -> Result<(), ProgramError> {
     let (&tag, rest) = data.split_first().ok_or(ProgramError::InvalidInstructionData)?;
     match tag {
         PAY_FROM_VAULT | PAY_IGNORING_FAILURE => {
@@ -154,10 +158,7 @@ fn a_signature_for_an_address_the_program_cannot_derive_is_refused() {
     let wallet = Keypair::new();
     f.chain.airdrop(&wallet.pubkey(), 1_000_000_000).unwrap();
     let err = send(&mut f, pay_ix(PAY_FROM_VAULT, wallet.pubkey(), Address::new_unique(), 1)).unwrap_err();
-    assert_eq!(
-        err,
-        TransactionError::InstructionError(0, InstructionError::InvalidSeeds)
-    );
+    assert_eq!(err, TransactionError::InstructionError(0, InstructionError::InvalidSeeds));
     assert_eq!(f.chain.balance(&wallet.pubkey()), 1_000_000_000);
 }
 
@@ -170,7 +171,8 @@ fn data_written_by_the_program_is_kept_only_for_accounts_it_owns() {
         let account = Account { lamports: 10_000_000, data: vec![0; 8], owner, executable: false, rent_epoch: 0 };
         f.chain.svm_mut().set_account(address, account).unwrap();
     }
-    let write = |target| Instruction::new_with_bytes(PROGRAM_ID, &[WRITE_DATA, 1, 2, 3], vec![AccountMeta::new(target, false)]);
+    let write =
+        |target| Instruction::new_with_bytes(PROGRAM_ID, &[WRITE_DATA, 1, 2, 3], vec![AccountMeta::new(target, false)]);
 
     send(&mut f, write(owned)).expect("owner may write");
     assert_eq!(f.chain.account(&owned).unwrap().data, vec![1, 2, 3, 0, 0, 0, 0, 0]);

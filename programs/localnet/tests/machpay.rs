@@ -41,7 +41,10 @@ fn settlement() -> Settlement {
 }
 
 impl Settlement {
-    fn settle(&mut self, ixs: Vec<Instruction>) -> Result<machpay_localnet::LandedTransaction, (TransactionError, Vec<String>)> {
+    fn settle(
+        &mut self,
+        ixs: Vec<Instruction>,
+    ) -> Result<machpay_localnet::LandedTransaction, (TransactionError, Vec<String>)> {
         let settler = self.settler.insecure_clone();
         self.net.send(&ixs, &settler, &[])
     }
@@ -52,12 +55,12 @@ fn one_settle_pays_four_channels_from_four_bonds_and_fits_a_packet() {
     let mut s = settlement();
     let agents: Vec<Keypair> = (0..4).map(|_| s.net.agent_with_bond(5 * SOL)).collect();
     let owed = [1_000_000u64, 2_000_000, 3_000_000, 4_000_000];
-    let vouchers: Vec<Voucher> =
-        agents.iter().zip(owed).map(|(a, c)| voucher(a, &s.vendor, 7, c, c / 2)).collect();
+    let vouchers: Vec<Voucher> = agents.iter().zip(owed).map(|(a, c)| voucher(a, &s.vendor, 7, c, c / 2)).collect();
 
     // v0 + lookup table holding everything but the fee payer and the two
     // invoked programs (docs/onchain.md §5).
-    let mut table_keys = vec![s.vendor, machpay_config(), bond_authority(), INSTRUCTIONS_SYSVAR, global_bond::ID, SYSTEM_PROGRAM];
+    let mut table_keys =
+        vec![s.vendor, machpay_config(), bond_authority(), INSTRUCTIONS_SYSVAR, global_bond::ID, SYSTEM_PROGRAM];
     for a in &agents {
         table_keys.push(channel_of(&a.pubkey(), &s.vendor));
         table_keys.push(bond_of(&a.pubkey()));
@@ -78,7 +81,11 @@ fn one_settle_pays_four_channels_from_four_bonds_and_fits_a_packet() {
         assert_eq!(s.net.channel_settled(&agent.pubkey(), &s.vendor), paid);
     }
     let logs = landed.logs.join("\n");
-    assert_eq!(landed.logs.iter().filter(|l| l.starts_with("Program data: ")).count(), 4 + 4 + 1, "4 ChannelOpened, 4 BondDebited, 1 BatchSettled:\n{logs}");
+    assert_eq!(
+        landed.logs.iter().filter(|l| l.starts_with("Program data: ")).count(),
+        4 + 4 + 1,
+        "4 ChannelOpened, 4 BondDebited, 1 BatchSettled:\n{logs}"
+    );
     assert!(logs.contains(&format!("Program {} invoke [2]", global_bond::ID)), "{logs}");
     assert!(!landed.loaded_writable.is_empty(), "accounts came through the lookup table");
 }
@@ -201,10 +208,11 @@ fn a_settle_without_the_precompile_right_before_it_is_rejected() {
     let (err, _) = s.settle(vec![ixs[1].clone()]).unwrap_err();
     assert_eq!(err, TransactionError::InstructionError(0, machpay_error(MISSING_PRECOMPILE)));
     // Precompile first, but another instruction between it and settle.
-    let memo = Instruction::new_with_bytes(SYSTEM_PROGRAM, &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], vec![
-        AccountMeta::new(s.settler.pubkey(), true),
-        AccountMeta::new(s.settler.pubkey(), true),
-    ]);
+    let memo = Instruction::new_with_bytes(
+        SYSTEM_PROGRAM,
+        &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        vec![AccountMeta::new(s.settler.pubkey(), true), AccountMeta::new(s.settler.pubkey(), true)],
+    );
     let (err, _) = s.settle(vec![ixs[0].clone(), memo, ixs[1].clone()]).unwrap_err();
     assert!(matches!(err, TransactionError::InstructionError(2, InstructionError::Custom(c)) if c >= 6002), "{err:?}");
     assert_eq!(s.net.bond_balance(&agent.pubkey()), 5 * SOL);
@@ -217,15 +225,18 @@ fn a_voucher_signed_by_someone_else_is_rejected() {
     let attacker = Keypair::new();
     // The attacker signs a voucher for the victim's channel; the precompile
     // accepts the attacker's valid signature, the program must not.
-    let forged = voucher_with(&attacker, Intent {
-        domain: LOCAL_DOMAIN,
-        channel: channel_of(&victim.pubkey(), &s.vendor).to_bytes(),
-        nonce: 1,
-        cumulative: SOL,
-        amount: SOL,
-        expires_at: i64::MAX,
-        context: [0; 16],
-    });
+    let forged = voucher_with(
+        &attacker,
+        Intent {
+            domain: LOCAL_DOMAIN,
+            channel: channel_of(&victim.pubkey(), &s.vendor).to_bytes(),
+            nonce: 1,
+            cumulative: SOL,
+            amount: SOL,
+            expires_at: i64::MAX,
+            context: [0; 16],
+        },
+    );
     let mut ixs = settle_ixs(&s.settler.pubkey(), &s.vendor, std::slice::from_ref(&forged));
     // Point the pair at the victim's channel and bond.
     ixs[1].accounts[8].pubkey = bond_of(&victim.pubkey());
@@ -280,7 +291,9 @@ fn an_equivocation_proof_slashes_the_bond_once() {
     let treasury_before = net.chain.balance(&net.treasury);
     let treasury = net.treasury;
     let prover_key = prover.insecure_clone();
-    let landed = net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &treasury), &prover_key, &[]).expect("proof accepted");
+    let landed = net
+        .send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &treasury), &prover_key, &[])
+        .expect("proof accepted");
 
     let reward = 10 * SOL * u64::from(PROVER_REWARD_BPS) / 10_000;
     assert_eq!(net.bond_balance(&agent.pubkey()), 0);
@@ -293,7 +306,8 @@ fn an_equivocation_proof_slashes_the_bond_once() {
     // The same proof again: refused at the record's creation, nothing moves.
     net.chain.warp(0, 1);
     let treasury_after = net.chain.balance(&treasury);
-    let (err, _) = net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &treasury), &prover_key, &[]).unwrap_err();
+    let (err, _) =
+        net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &treasury), &prover_key, &[]).unwrap_err();
     assert!(matches!(err, TransactionError::InstructionError(1, _)), "{err:?}");
     assert_eq!(net.chain.balance(&treasury), treasury_after);
     assert_eq!(net.bond_balance(&agent.pubkey()), 0);
@@ -310,10 +324,12 @@ fn a_proof_with_a_wrong_treasury_or_out_of_order_is_rejected() {
     let (first, second) = if a.id() < b.id() { (a, b) } else { (b, a) };
     let prover_key = prover.insecure_clone();
     let thief = Address::new_unique();
-    let (err, _) = net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &thief), &prover_key, &[]).unwrap_err();
+    let (err, _) =
+        net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &first, &second, &thief), &prover_key, &[]).unwrap_err();
     assert!(matches!(err, TransactionError::InstructionError(1, InstructionError::Custom(_))), "{err:?}");
     let treasury = net.treasury;
-    let (err, _) = net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &second, &first, &treasury), &prover_key, &[]).unwrap_err();
+    let (err, _) =
+        net.send(&prove_fraud_ixs(&prover.pubkey(), 1, &second, &first, &treasury), &prover_key, &[]).unwrap_err();
     assert!(matches!(err, TransactionError::InstructionError(1, InstructionError::Custom(_))), "{err:?}");
     assert_eq!(net.bond_balance(&agent.pubkey()), 10 * SOL);
 }
@@ -375,7 +391,11 @@ fn no_zero_copy_layout_holds_a_u128() {
         let text = std::fs::read_to_string(&path).unwrap();
         let zero_copy = text.contains("zero_copy") || text.contains("bytemuck") || text.contains("repr(C)");
         if zero_copy {
-            assert!(!text.contains("u128") && !text.contains("i128"), "{} has a zero-copy layout with a 128-bit integer", path.display());
+            assert!(
+                !text.contains("u128") && !text.contains("i128"),
+                "{} has a zero-copy layout with a 128-bit integer",
+                path.display()
+            );
         }
     }
 }

@@ -48,7 +48,10 @@ fn malformed_requests_get_json_rpc_errors() {
     assert_eq!(error_code(&call(&mut net, "getAccountInfo", json!([]))), code::INVALID_PARAMS);
     let encoding = call(&mut net, "getAccountInfo", json!([machpay_config().to_string(), {"encoding": "jsonParsed"}]));
     assert_eq!(error_code(&encoding), code::INVALID_PARAMS);
-    let batch = rpc::handle_body(&mut net.chain, br#"[{"jsonrpc":"2.0","id":1,"method":"getHealth"},{"jsonrpc":"2.0","id":2,"method":"getSlot"}]"#);
+    let batch = rpc::handle_body(
+        &mut net.chain,
+        br#"[{"jsonrpc":"2.0","id":1,"method":"getHealth"},{"jsonrpc":"2.0","id":2,"method":"getSlot"}]"#,
+    );
     assert_eq!(batch[0]["result"], "ok");
     assert!(batch[1]["result"].as_u64().unwrap() > 0);
 }
@@ -59,13 +62,20 @@ fn a_failing_transaction_is_refused_at_preflight_with_its_logs_and_costs_nothing
     let agent = net.funded(1_000_000_000);
     // Withdrawing from a bond that does not exist fails inside GlobalBond.
     let blockhash = net.chain.latest_blockhash();
-    let tx = Transaction::new(&[&agent], Message::new_with_blockhash(&[withdraw_ix(&agent.pubkey())], Some(&agent.pubkey()), &blockhash), blockhash);
+    let tx = Transaction::new(
+        &[&agent],
+        Message::new_with_blockhash(&[withdraw_ix(&agent.pubkey())], Some(&agent.pubkey()), &blockhash),
+        blockhash,
+    );
     let tx = VersionedTransaction::from(tx);
     let reply = call(&mut net, "sendTransaction", json!([b64(&tx), {"encoding": "base64"}]));
     assert_eq!(error_code(&reply), code::SEND_TRANSACTION_PREFLIGHT_FAILURE, "{reply}");
     let data = &reply["error"]["data"];
     assert!(data["err"]["InstructionError"].is_array(), "{reply}");
-    assert!(data["logs"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains(&global_bond::ID.to_string())), "{reply}");
+    assert!(
+        data["logs"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains(&global_bond::ID.to_string())),
+        "{reply}"
+    );
     assert_eq!(net.chain.balance(&agent.pubkey()), 1_000_000_000, "preflight failure charges no fee");
 
     // Without preflight the failed transaction lands and pays its fee.
@@ -81,7 +91,11 @@ fn a_bad_signature_is_refused_before_execution() {
     let payer = net.funded(1_000_000_000);
     let blockhash = net.chain.latest_blockhash();
     let ix = solana_system_interface::instruction::transfer(&payer.pubkey(), &Keypair::new().pubkey(), 1_000_000);
-    let mut tx = VersionedTransaction::from(Transaction::new(&[&payer], Message::new_with_blockhash(&[ix], Some(&payer.pubkey()), &blockhash), blockhash));
+    let mut tx = VersionedTransaction::from(Transaction::new(
+        &[&payer],
+        Message::new_with_blockhash(&[ix], Some(&payer.pubkey()), &blockhash),
+        blockhash,
+    ));
     tx.signatures[0] = solana_signature::Signature::from([1u8; 64]);
     let reply = call(&mut net, "sendTransaction", json!([b64(&tx), {"encoding": "base64"}]));
     assert_eq!(error_code(&reply), code::TRANSACTION_SIGNATURE_VERIFICATION_FAILURE);
@@ -104,7 +118,8 @@ fn settlement_is_visible_through_transaction_and_account_queries() {
 
     let needs_version = call(&mut net, "getTransaction", json!([sig, {"encoding": "json"}]));
     assert_eq!(error_code(&needs_version), code::UNSUPPORTED_TRANSACTION_VERSION);
-    let got = result(&mut net, "getTransaction", json!([sig, {"encoding": "json", "maxSupportedTransactionVersion": 0}]));
+    let got =
+        result(&mut net, "getTransaction", json!([sig, {"encoding": "json", "maxSupportedTransactionVersion": 0}]));
     assert_eq!(got["version"], 0);
     assert_eq!(got["meta"]["err"], Value::Null);
     assert_eq!(got["meta"]["fee"], 5_000 * 2, "fee payer + one precompile signature");
@@ -134,21 +149,31 @@ fn settlement_is_visible_through_transaction_and_account_queries() {
     assert_eq!(history[0]["signature"], sig, "newest first: {history}");
 
     // The agent's channels, as a settler lists them (docs/onchain.md §4).
-    let channels = result(&mut net, "getProgramAccounts", json!([machpay::ID.to_string(), {
-        "encoding": "base64",
-        "filters": [
-            {"memcmp": {"offset": 0, "bytes": bs58::encode([0x31, 0x9f, 0x63, 0x6a, 0xdc, 0x57, 0xdb, 0x58]).into_string()}},
-            {"memcmp": {"offset": 8, "bytes": agent.pubkey().to_string()}},
-            {"dataSize": 121},
-        ],
-    }]));
+    let channels = result(
+        &mut net,
+        "getProgramAccounts",
+        json!([machpay::ID.to_string(), {
+            "encoding": "base64",
+            "filters": [
+                {"memcmp": {"offset": 0, "bytes": bs58::encode([0x31, 0x9f, 0x63, 0x6a, 0xdc, 0x57, 0xdb, 0x58]).into_string()}},
+                {"memcmp": {"offset": 8, "bytes": agent.pubkey().to_string()}},
+                {"dataSize": 121},
+            ],
+        }]),
+    );
     assert_eq!(channels.as_array().unwrap().len(), 1, "{channels}");
     assert_eq!(channels[0]["pubkey"], channel_of(&agent.pubkey(), &vendor).to_string());
-    let none = result(&mut net, "getProgramAccounts", json!([machpay::ID.to_string(), {"filters": [{"dataSize": 122}]}]));
+    let none =
+        result(&mut net, "getProgramAccounts", json!([machpay::ID.to_string(), {"filters": [{"dataSize": 122}]}]));
     assert_eq!(none, json!([]));
 
-    let sliced = result(&mut net, "getAccountInfo", json!([channel_of(&agent.pubkey(), &vendor).to_string(), {"encoding": "base64", "dataSlice": {"offset": 104, "length": 8}}]));
-    let settled = base64::engine::general_purpose::STANDARD.decode(sliced["value"]["data"][0].as_str().unwrap()).unwrap();
+    let sliced = result(
+        &mut net,
+        "getAccountInfo",
+        json!([channel_of(&agent.pubkey(), &vendor).to_string(), {"encoding": "base64", "dataSlice": {"offset": 104, "length": 8}}]),
+    );
+    let settled =
+        base64::engine::general_purpose::STANDARD.decode(sliced["value"]["data"][0].as_str().unwrap()).unwrap();
     assert_eq!(u64::from_le_bytes(settled.try_into().unwrap()), 2_000_000);
     assert_eq!(sliced["value"]["owner"], machpay::ID.to_string());
 }
@@ -197,7 +222,11 @@ fn simulation_options_behave_like_a_validator() {
 
     let expired = result(&mut net, "simulateTransaction", json!([b64(&unsigned), {"encoding": "base64"}]));
     assert_eq!(expired["value"]["err"], "BlockhashNotFound");
-    let replaced = result(&mut net, "simulateTransaction", json!([b64(&unsigned), {"encoding": "base64", "replaceRecentBlockhash": true, "accounts": accounts}]));
+    let replaced = result(
+        &mut net,
+        "simulateTransaction",
+        json!([b64(&unsigned), {"encoding": "base64", "replaceRecentBlockhash": true, "accounts": accounts}]),
+    );
     assert_eq!(replaced["value"]["err"], Value::Null, "{replaced}");
     assert_eq!(replaced["value"]["accounts"][0]["lamports"], 2_000_000, "post-simulation state of the asked accounts");
     assert_eq!(net.chain.balance(&recipient), 0, "a simulation changes nothing");
@@ -205,12 +234,25 @@ fn simulation_options_behave_like_a_validator() {
     let mut fresh = message.clone();
     fresh.recent_blockhash = net.chain.latest_blockhash();
     let unsigned_fresh = VersionedTransaction::from(Transaction::new_unsigned(fresh));
-    let verified = result(&mut net, "simulateTransaction", json!([b64(&unsigned_fresh), {"encoding": "base64", "sigVerify": true}]));
+    let verified = result(
+        &mut net,
+        "simulateTransaction",
+        json!([b64(&unsigned_fresh), {"encoding": "base64", "sigVerify": true}]),
+    );
     assert_eq!(verified["value"]["err"], "SignatureFailure", "{verified}");
-    let conflicting = call(&mut net, "simulateTransaction", json!([b64(&unsigned_fresh), {"encoding": "base64", "sigVerify": true, "replaceRecentBlockhash": true}]));
+    let conflicting = call(
+        &mut net,
+        "simulateTransaction",
+        json!([b64(&unsigned_fresh), {"encoding": "base64", "sigVerify": true, "replaceRecentBlockhash": true}]),
+    );
     assert_eq!(error_code(&conflicting), code::INVALID_PARAMS);
 
-    let fee = result(&mut net, "getFeeForMessage", json!([base64::engine::general_purpose::STANDARD.encode(bincode::serialize(&solana_message::VersionedMessage::Legacy(message)).unwrap())]));
+    let fee = result(
+        &mut net,
+        "getFeeForMessage",
+        json!([base64::engine::general_purpose::STANDARD
+            .encode(bincode::serialize(&solana_message::VersionedMessage::Legacy(message)).unwrap())]),
+    );
     assert_eq!(fee["value"], 5_000);
 }
 
@@ -223,17 +265,55 @@ fn signature_history_pages_newest_first() {
     for lamports in [1_000_000u64, 1_000_001, 1_000_002] {
         let blockhash = net.chain.latest_blockhash();
         let ix = solana_system_interface::instruction::transfer(&payer.pubkey(), &recipient, lamports);
-        let tx = Transaction::new(&[&payer], Message::new_with_blockhash(&[ix], Some(&payer.pubkey()), &blockhash), blockhash);
-        sent.push(result(&mut net, "sendTransaction", json!([b64(&VersionedTransaction::from(tx)), {"encoding": "base64"}])));
+        let tx = Transaction::new(
+            &[&payer],
+            Message::new_with_blockhash(&[ix], Some(&payer.pubkey()), &blockhash),
+            blockhash,
+        );
+        sent.push(result(
+            &mut net,
+            "sendTransaction",
+            json!([b64(&VersionedTransaction::from(tx)), {"encoding": "base64"}]),
+        ));
     }
     let all = result(&mut net, "getSignaturesForAddress", json!([recipient.to_string()]));
     let order: Vec<Value> = all.as_array().unwrap().iter().map(|e| e["signature"].clone()).collect();
     assert_eq!(order, vec![sent[2].clone(), sent[1].clone(), sent[0].clone()]);
-    let page = result(&mut net, "getSignaturesForAddress", json!([recipient.to_string(), {"before": sent[2], "limit": 1}]));
+    let page =
+        result(&mut net, "getSignaturesForAddress", json!([recipient.to_string(), {"before": sent[2], "limit": 1}]));
     assert_eq!(page.as_array().unwrap().len(), 1);
     assert_eq!(page[0]["signature"], sent[1]);
     let until = result(&mut net, "getSignaturesForAddress", json!([recipient.to_string(), {"until": sent[0]}]));
     assert_eq!(until.as_array().unwrap().len(), 2);
-    assert_eq!(result(&mut net, "getTransaction", json!([solana_signature::Signature::from([3u8; 64]).to_string()])), Value::Null);
-    assert_eq!(error_code(&call(&mut net, "getSignaturesForAddress", json!([recipient.to_string(), {"limit": 0}]))), code::INVALID_PARAMS);
+    assert_eq!(
+        result(&mut net, "getTransaction", json!([solana_signature::Signature::from([3u8; 64]).to_string()])),
+        Value::Null
+    );
+    assert_eq!(
+        error_code(&call(&mut net, "getSignaturesForAddress", json!([recipient.to_string(), {"limit": 0}]))),
+        code::INVALID_PARAMS
+    );
+}
+
+#[test]
+fn a_transaction_over_the_packet_size_is_refused_like_a_validator_does() {
+    let mut net = MachPayNet::new();
+    let settler = net.funded(10_000_000_000);
+    let vendor = net.funded(1_000_000_000).pubkey();
+    let agents: Vec<Keypair> = (0..5).map(|_| net.agent_with_bond(1_000_000_000)).collect();
+    let vouchers: Vec<Voucher> = agents.iter().map(|a| voucher(a, &vendor, 1, 1_000_000, 1_000_000)).collect();
+    let mut keys =
+        vec![vendor, machpay_config(), bond_authority(), INSTRUCTIONS_SYSVAR, global_bond::ID, SYSTEM_PROGRAM];
+    for a in &agents {
+        keys.push(channel_of(&a.pubkey(), &vendor));
+        keys.push(bond_of(&a.pubkey()));
+    }
+    let table = net.lookup_table(&settler, &keys);
+    // Five channels: 1,367 bytes (docs/onchain.md §5), one packet is 1,232.
+    let tx = net.v0_transaction(&settle_ixs(&settler.pubkey(), &vendor, &vouchers), &settler, &[table]);
+    assert!(bincode::serialize(&tx).unwrap().len() > 1_232);
+    let reply = call(&mut net, "sendTransaction", json!([b64(&tx), {"encoding": "base64"}]));
+    assert_eq!(error_code(&reply), code::INVALID_PARAMS);
+    assert!(reply["error"]["message"].as_str().unwrap().contains("too large"), "{reply}");
+    assert_eq!(net.bond_balance(&agents[0].pubkey()), 1_000_000_000);
 }

@@ -141,8 +141,9 @@ pub fn landed_transaction(landed: &LandedTransaction, encoding: &str, with_versi
             "message": message_json(&landed.transaction.message),
         }),
         "base64" | "base58" => {
-            let bytes = bincode::serialize(&landed.transaction)
-                .map_err(|err| RpcError::new(super::code::INTERNAL_ERROR, format!("cannot encode transaction: {err}")))?;
+            let bytes = bincode::serialize(&landed.transaction).map_err(|err| {
+                RpcError::new(super::code::INTERNAL_ERROR, format!("cannot encode transaction: {err}"))
+            })?;
             if encoding == "base64" {
                 json!([base64::engine::general_purpose::STANDARD.encode(bytes), "base64"])
             } else {
@@ -150,9 +151,8 @@ pub fn landed_transaction(landed: &LandedTransaction, encoding: &str, with_versi
             }
         }
         other => {
-            return Err(RpcError::invalid_params(format!(
-                "Invalid params: unsupported transaction encoding `{other}` (this localnet serves json, base64 and base58)"
-            )))
+            let message = format!("Invalid params: unsupported transaction encoding `{other}` (json, base64, base58)");
+            return Err(RpcError::invalid_params(message));
         }
     };
     let inner: Vec<Value> = landed

@@ -114,7 +114,9 @@ pub fn dispatch(chain: &mut Chain, method: &str, items: &[Value]) -> RpcResult {
             let lamports = p.u64(1, "lamports")?;
             match chain.airdrop(&address, lamports) {
                 Ok(signature) => Ok(json!(signature.to_string())),
-                Err(rejection) => Err(RpcError::new(code::INTERNAL_ERROR, format!("airdrop failed: {}", rejection.err))),
+                Err(rejection) => {
+                    Err(RpcError::new(code::INTERNAL_ERROR, format!("airdrop failed: {}", rejection.err)))
+                }
             }
         }
         "sendTransaction" => send_transaction(chain, &p),
@@ -167,7 +169,9 @@ pub fn dispatch(chain: &mut Chain, method: &str, items: &[Value]) -> RpcResult {
             let seconds = config.i64("seconds")?.unwrap_or(0);
             let slots = config.u64("slots")?.unwrap_or(1);
             if seconds < 0 {
-                return Err(RpcError::invalid_params("Invalid params for machpayLocalnetWarp: `seconds` must not be negative"));
+                return Err(RpcError::invalid_params(
+                    "Invalid params for machpayLocalnetWarp: `seconds` must not be negative",
+                ));
             }
             chain.warp(seconds, slots);
             let clock = chain.clock();
@@ -201,13 +205,22 @@ enum Filter {
 
 impl Filter {
     fn parse(value: &Value) -> Result<Self, RpcError> {
-        let bad = |why: &str| RpcError::invalid_params(format!("Invalid params for getProgramAccounts: filter {value}: {why}"));
+        let bad = |why: &str| {
+            RpcError::invalid_params(format!("Invalid params for getProgramAccounts: filter {value}: {why}"))
+        };
         if let Some(size) = value.get("dataSize") {
-            return size.as_u64().map(|s| Filter::DataSize(s as usize)).ok_or_else(|| bad("`dataSize` must be an unsigned integer"));
+            return size
+                .as_u64()
+                .map(|s| Filter::DataSize(s as usize))
+                .ok_or_else(|| bad("`dataSize` must be an unsigned integer"));
         }
         if let Some(memcmp) = value.get("memcmp") {
-            let offset = memcmp.get("offset").and_then(Value::as_u64).ok_or_else(|| bad("`memcmp.offset` must be an unsigned integer"))?;
-            let text = memcmp.get("bytes").and_then(Value::as_str).ok_or_else(|| bad("`memcmp.bytes` must be a string"))?;
+            let offset = memcmp
+                .get("offset")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("`memcmp.offset` must be an unsigned integer"))?;
+            let text =
+                memcmp.get("bytes").and_then(Value::as_str).ok_or_else(|| bad("`memcmp.bytes` must be a string"))?;
             let encoding = memcmp.get("encoding").and_then(Value::as_str).unwrap_or("base58");
             let bytes = decode_bytes(text, encoding, "memcmp.bytes")?;
             return Ok(Filter::Memcmp { offset: offset as usize, bytes });
@@ -218,9 +231,9 @@ impl Filter {
     fn matches(&self, data: &[u8]) -> bool {
         match self {
             Filter::DataSize(size) => data.len() == *size,
-            Filter::Memcmp { offset, bytes } => data
-                .get(*offset..offset.saturating_add(bytes.len()))
-                .is_some_and(|window| window == bytes.as_slice()),
+            Filter::Memcmp { offset, bytes } => {
+                data.get(*offset..offset.saturating_add(bytes.len())).is_some_and(|window| window == bytes.as_slice())
+            }
         }
     }
 }
@@ -265,8 +278,7 @@ fn decode_transaction(p: &Params, config: &Config) -> Result<VersionedTransactio
     }
     let tx: VersionedTransaction = bincode::deserialize(&bytes)
         .map_err(|err| RpcError::invalid_params(format!("failed to deserialize transaction: {err}")))?;
-    tx.sanitize()
-        .map_err(|err| RpcError::invalid_params(format!("invalid transaction: {err}")))?;
+    tx.sanitize().map_err(|err| RpcError::invalid_params(format!("invalid transaction: {err}")))?;
     Ok(tx)
 }
 
@@ -396,4 +408,3 @@ fn get_signatures_for_address(chain: &Chain, p: &Params) -> RpcResult {
     }
     Ok(Value::Array(out))
 }
-

@@ -113,7 +113,8 @@ pub fn serve(server: tiny_http::Server, chain: &mut Chain) {
     for mut request in server.incoming_requests() {
         if *request.method() != tiny_http::Method::Post {
             let _ = request.respond(
-                tiny_http::Response::from_string("Solana JSON-RPC: POST a JSON-RPC 2.0 request\n").with_status_code(405),
+                tiny_http::Response::from_string("Solana JSON-RPC: POST a JSON-RPC 2.0 request\n")
+                    .with_status_code(405),
             );
             continue;
         }
@@ -134,9 +135,6 @@ pub fn serve(server: tiny_http::Server, chain: &mut Chain) {
 /// Binds `address` (host:port; port 0 picks a free one).
 pub fn bind(address: &str) -> Result<(tiny_http::Server, SocketAddr), String> {
     let server = tiny_http::Server::http(address).map_err(|err| format!("cannot listen on {address}: {err}"))?;
-    let local = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| format!("cannot listen on {address}: not an IP address"))?;
+    let local = server.server_addr().to_ip().ok_or_else(|| format!("cannot listen on {address}: not an IP address"))?;
     Ok((server, local))
 }

@@ -56,8 +56,7 @@ impl<'a> Params<'a> {
 
     pub fn hash(&self, index: usize, name: &str) -> Result<Hash, RpcError> {
         let text = self.string(index, name)?;
-        text.parse::<Hash>()
-            .map_err(|_| RpcError::invalid_params(format!("Invalid param: Invalid {name}: {text}")))
+        text.parse::<Hash>().map_err(|_| RpcError::invalid_params(format!("Invalid param: Invalid {name}: {text}")))
     }
 
     pub fn array(&self, index: usize, name: &str) -> Result<&'a Vec<Value>, RpcError> {
@@ -147,8 +146,8 @@ pub fn decode_bytes(text: &str, encoding: &str, what: &str) -> Result<Vec<u8>, R
         "base64" => base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|err| RpcError::invalid_params(format!("invalid base64 encoding of {what}: {err}"))),
-        other => Err(RpcError::invalid_params(format!(
-            "unsupported encoding for {what}: {other} (use base58 or base64)"
-        ))),
+        other => {
+            Err(RpcError::invalid_params(format!("unsupported encoding for {what}: {other} (use base58 or base64)")))
+        }
     }
 }
