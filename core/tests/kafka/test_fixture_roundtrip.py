@@ -134,7 +134,8 @@ async def count(stream):
 
 
 if __name__ == "__main__":
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    # The worker command turns the web server on (0.0.0.0:6066) whatever web_enabled says.
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
     app.main()
 """
 
