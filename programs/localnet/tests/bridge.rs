@@ -26,6 +26,7 @@ const VAULT_SEED: &[u8] = b"vault";
 const PAY_FROM_VAULT: u8 = 0;
 const PAY_IGNORING_FAILURE: u8 = 1;
 const WRITE_DATA: u8 = 2;
+const TAKE_LAMPORTS: u8 = 3;
 
 fn probe_entry<'a>(
     program_id: &'a Pubkey,
@@ -66,6 +67,14 @@ fn probe_entry<'a>(
                 return Err(ProgramError::NotEnoughAccountKeys);
             };
             target.try_borrow_mut_data()?[..rest.len()].copy_from_slice(rest);
+            Ok(())
+        }
+        TAKE_LAMPORTS => {
+            let [from, to] = accounts else {
+                return Err(ProgramError::NotEnoughAccountKeys);
+            };
+            **from.try_borrow_mut_lamports()? -= 1_000;
+            **to.try_borrow_mut_lamports()? += 1_000;
             Ok(())
         }
         _ => Err(ProgramError::InvalidInstructionData),
@@ -215,4 +224,29 @@ fn warp_moves_the_clock_that_programs_read() {
     let ix = pay_ix(PAY_FROM_VAULT, f.vault, Address::new_unique(), 1_000_000);
     let landed = send(&mut f, ix).unwrap();
     assert!(landed.logs.iter().any(|l| l.starts_with(&format!("Program log: slot {} ", landed.slot))));
+}
+
+#[test]
+fn changes_to_read_only_accounts_fail_like_on_chain() {
+    let mut f = fixture();
+    let owned = Address::new_unique();
+    let account =
+        Account { lamports: 10_000_000, data: vec![0; 8], owner: PROGRAM_ID, executable: false, rent_epoch: 0 };
+    f.chain.svm_mut().set_account(owned, account).unwrap();
+    let write =
+        Instruction::new_with_bytes(PROGRAM_ID, &[WRITE_DATA, 9], vec![AccountMeta::new_readonly(owned, false)]);
+    let err = send(&mut f, write).unwrap_err();
+    assert_eq!(err, TransactionError::InstructionError(0, InstructionError::ReadonlyDataModified));
+    assert_eq!(f.chain.account(&owned).unwrap().data, vec![0; 8]);
+
+    let sink = Address::new_unique();
+    f.chain.airdrop(&sink, 1_000_000).unwrap();
+    let take = Instruction::new_with_bytes(
+        PROGRAM_ID,
+        &[TAKE_LAMPORTS],
+        vec![AccountMeta::new_readonly(owned, false), AccountMeta::new(sink, false)],
+    );
+    let err = send(&mut f, take).unwrap_err();
+    assert_eq!(err, TransactionError::InstructionError(0, InstructionError::ReadonlyLamportChange));
+    assert_eq!(f.chain.balance(&owned), 10_000_000);
 }
