@@ -27,6 +27,7 @@ const PAY_FROM_VAULT: u8 = 0;
 const PAY_IGNORING_FAILURE: u8 = 1;
 const WRITE_DATA: u8 = 2;
 const TAKE_LAMPORTS: u8 = 3;
+const READ_CLOCK_SLICE: u8 = 4;
 
 fn probe_entry<'a>(
     program_id: &'a Pubkey,
@@ -67,6 +68,14 @@ fn probe_entry<'a>(
                 return Err(ProgramError::NotEnoughAccountKeys);
             };
             target.try_borrow_mut_data()?[..rest.len()].copy_from_slice(rest);
+            Ok(())
+        }
+        READ_CLOCK_SLICE => {
+            // `sol_get_sysvar`: bytes of a sysvar by id, offset and length.
+            let offset = u64::from(rest[0]);
+            let mut slot = [0u8; 8];
+            solana_sysvar_v3::get_sysvar(&mut slot, &solana_sdk_ids::sysvar::clock::ID, offset, 8)?;
+            solana_sysvar_v3::program_stubs::sol_log(&format!("clock slot {}", u64::from_le_bytes(slot)));
             Ok(())
         }
         TAKE_LAMPORTS => {
@@ -249,4 +258,15 @@ fn changes_to_read_only_accounts_fail_like_on_chain() {
     let err = send(&mut f, take).unwrap_err();
     assert_eq!(err, TransactionError::InstructionError(0, InstructionError::ReadonlyLamportChange));
     assert_eq!(f.chain.balance(&owned), 10_000_000);
+}
+
+#[test]
+fn sysvar_slices_come_from_the_runtime() {
+    let mut f = fixture();
+    let read = |offset: u8| Instruction::new_with_bytes(PROGRAM_ID, &[READ_CLOCK_SLICE, offset], vec![]);
+    let landed = send(&mut f, read(0)).expect("reads the clock");
+    assert!(landed.logs.contains(&format!("Program log: clock slot {}", landed.slot)), "{:?}", landed.logs);
+    // Clock is 40 bytes: 8 bytes at offset 33 run past its end.
+    let err = send(&mut f, read(33)).unwrap_err();
+    assert_eq!(err, TransactionError::InstructionError(0, InstructionError::InvalidArgument));
 }
