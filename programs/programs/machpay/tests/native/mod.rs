@@ -335,7 +335,7 @@ impl World {
         key
     }
 
-    /// Run instruction `index` of `instructions` (MachPay or GlobalBond) with the others
+    /// Run instruction `index` of `instructions` (MachPay, GlobalBond or ServiceRegistry) with the others
     /// visible through the instructions sysvar; commit on success.
     pub fn execute(
         &mut self,
@@ -408,6 +408,8 @@ impl World {
         let data: &'static [u8] = Box::leak(ix.data.clone().into_boxed_slice());
         let result = if ix.program_id == global_bond::ID {
             global_bond::entry(program_id, infos, data)
+        } else if ix.program_id == service_registry::ID {
+            service_registry::entry(program_id, infos, data)
         } else {
             machpay::entry(program_id, infos, data)
         };
