@@ -526,7 +526,8 @@ async def test_records_committed_past_the_snapshot_are_read_again_by_the_next_ow
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-    assert first.counters.records == first_records
+    # >=: the worker's own age markers are records of the partition too.
+    assert first.counters.records >= first_records
     skipped = await produce(settings, traffic.intents[half:])
     await commit_to_end(settings, first.app_id)  # nothing of these was applied
     stop = asyncio.Event()
