@@ -11,7 +11,7 @@ export MACHPAY_VENV := $(VENV)
 COMPONENTS := core sdk gateway ingest streams settle api demo
 PY_PATHS := $(foreach c,$(COMPONENTS),$(c)/src $(c)/tests) tests bench conftest.py
 
-.PHONY: help setup demo test test-python test-rust lint fmt bench kafka-up kafka-down clean-cache
+.PHONY: help setup demo test test-python test-rust localnet-build lint fmt bench kafka-up kafka-down clean-cache
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -29,8 +29,13 @@ lint: setup  ## ruff (lint + format check) and mypy --strict.
 	@$(VENV)/bin/ruff format --check $(wildcard $(PY_PATHS))
 	@$(VENV)/bin/mypy $(wildcard $(PY_PATHS))
 
-test-python: setup  ## pytest: unit, integration (real local Kafka) and end-to-end tests.
+test-python: setup localnet-build  ## pytest: unit, integration (real local Kafka and Solana runtime) and end-to-end tests.
 	@$(PY) -m pytest
+
+# Built before pytest: the session fixture would build it too, but a cold
+# build (minutes) would run into pytest's per-test timeout.
+localnet-build:  ## cargo build of the local Solana node (machpay-localnet) into $(MACHPAY_CACHE)/cargo-target.
+	cd programs && CARGO_TARGET_DIR=$(MACHPAY_CACHE)/cargo-target cargo build -p machpay-localnet --bin machpay-localnet
 
 test-rust:  ## cargo test of the Anchor workspace in programs/ (native; includes the IDL drift check).
 	cd programs && CARGO_TARGET_DIR=$(MACHPAY_CACHE)/cargo-target cargo test --workspace

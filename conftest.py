@@ -153,9 +153,10 @@ def localnet_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     A real Solana runtime (LiteSVM) with GlobalBond, MachPay and
     ServiceRegistry loaded natively (programs/localnet), on a free port,
-    built with cargo when missing or out of date (the first, cold build takes
-    a few minutes). State is shared by every test of the session: tests
-    create their own keys and must not assume a fresh chain.
+    built with cargo when missing or out of date. A cold build takes minutes,
+    longer than pytest's per-test timeout: `make test` builds it first
+    (`make localnet-build`). State is shared by every test of the session:
+    tests create their own keys and must not assume a fresh chain.
     """
     external = os.environ.get(LOCALNET_RPC_ENV)
     if external:

@@ -122,3 +122,13 @@ def test_cli_up_and_down(tmp_path: Path) -> None:
         down = runner.invoke(cli, ["localnet", "down", *args])
     assert down.exit_code == 0, down.output
     assert "stopped" in down.output
+
+
+@pytest.mark.integration
+def test_build_shows_cargo_progress_and_finds_the_binary(tmp_path: Path) -> None:
+    lines: list[str] = []
+    n = LocalnetNode(home=tmp_path, target_dir=_target(), echo=lines.append)
+    binary = n.build()
+    assert binary.is_file()
+    assert any(line.startswith("  cargo: Finished") for line in lines), lines
+    assert lines[-1].startswith(f"  built {binary}")

@@ -6,9 +6,9 @@
 //! program being executed in a process-wide registry. For each instruction it
 //! serializes the instruction's accounts with the SBF input ABI, deserializes
 //! them into `AccountInfo`s exactly as an on-chain entrypoint would, calls the
-//! program, and writes lamports, data and owner of writable accounts back into
-//! the transaction context, where the runtime's own checks (ownership,
-//! rent, balance conservation, read-only accounts) then apply.
+//! program, and writes every changed lamport balance, data and owner back into
+//! the transaction context through the runtime's setters, so its own checks
+//! (ownership, read-only accounts, rent, balance conservation) apply.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -133,10 +133,10 @@ fn run_native_instruction(invoke_context: &mut InvokeContext) -> Result<(), Inst
     let instruction_context = invoke_context.transaction_context.get_current_instruction_context()?;
     let by_key: HashMap<Address, &AccountInfo> = account_infos.iter().map(|info| (*info.key, info)).collect();
     for index in account_indices {
+        // Read-only accounts go through the same setters: a change to one
+        // fails with the runtime's own error (ReadonlyLamportChange,
+        // ReadonlyDataModified, ...), as it would on-chain.
         let mut account = instruction_context.try_borrow_instruction_account(index)?;
-        if !account.is_writable() {
-            continue;
-        }
         let Some(info) = by_key.get(account.get_key()) else {
             continue;
         };

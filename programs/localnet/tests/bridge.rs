@@ -26,6 +26,8 @@ const VAULT_SEED: &[u8] = b"vault";
 const PAY_FROM_VAULT: u8 = 0;
 const PAY_IGNORING_FAILURE: u8 = 1;
 const WRITE_DATA: u8 = 2;
+const TAKE_LAMPORTS: u8 = 3;
+const READ_CLOCK_SLICE: u8 = 4;
 
 fn probe_entry<'a>(
     program_id: &'a Pubkey,
@@ -66,6 +68,22 @@ fn probe_entry<'a>(
                 return Err(ProgramError::NotEnoughAccountKeys);
             };
             target.try_borrow_mut_data()?[..rest.len()].copy_from_slice(rest);
+            Ok(())
+        }
+        READ_CLOCK_SLICE => {
+            // `sol_get_sysvar`: bytes of a sysvar by id, offset and length.
+            let offset = u64::from(rest[0]);
+            let mut slot = [0u8; 8];
+            solana_sysvar_v3::get_sysvar(&mut slot, &solana_sdk_ids::sysvar::clock::ID, offset, 8)?;
+            solana_sysvar_v3::program_stubs::sol_log(&format!("clock slot {}", u64::from_le_bytes(slot)));
+            Ok(())
+        }
+        TAKE_LAMPORTS => {
+            let [from, to] = accounts else {
+                return Err(ProgramError::NotEnoughAccountKeys);
+            };
+            **from.try_borrow_mut_lamports()? -= 1_000;
+            **to.try_borrow_mut_lamports()? += 1_000;
             Ok(())
         }
         _ => Err(ProgramError::InvalidInstructionData),
@@ -215,4 +233,40 @@ fn warp_moves_the_clock_that_programs_read() {
     let ix = pay_ix(PAY_FROM_VAULT, f.vault, Address::new_unique(), 1_000_000);
     let landed = send(&mut f, ix).unwrap();
     assert!(landed.logs.iter().any(|l| l.starts_with(&format!("Program log: slot {} ", landed.slot))));
+}
+
+#[test]
+fn changes_to_read_only_accounts_fail_like_on_chain() {
+    let mut f = fixture();
+    let owned = Address::new_unique();
+    let account =
+        Account { lamports: 10_000_000, data: vec![0; 8], owner: PROGRAM_ID, executable: false, rent_epoch: 0 };
+    f.chain.svm_mut().set_account(owned, account).unwrap();
+    let write =
+        Instruction::new_with_bytes(PROGRAM_ID, &[WRITE_DATA, 9], vec![AccountMeta::new_readonly(owned, false)]);
+    let err = send(&mut f, write).unwrap_err();
+    assert_eq!(err, TransactionError::InstructionError(0, InstructionError::ReadonlyDataModified));
+    assert_eq!(f.chain.account(&owned).unwrap().data, vec![0; 8]);
+
+    let sink = Address::new_unique();
+    f.chain.airdrop(&sink, 1_000_000).unwrap();
+    let take = Instruction::new_with_bytes(
+        PROGRAM_ID,
+        &[TAKE_LAMPORTS],
+        vec![AccountMeta::new_readonly(owned, false), AccountMeta::new(sink, false)],
+    );
+    let err = send(&mut f, take).unwrap_err();
+    assert_eq!(err, TransactionError::InstructionError(0, InstructionError::ReadonlyLamportChange));
+    assert_eq!(f.chain.balance(&owned), 10_000_000);
+}
+
+#[test]
+fn sysvar_slices_come_from_the_runtime() {
+    let mut f = fixture();
+    let read = |offset: u8| Instruction::new_with_bytes(PROGRAM_ID, &[READ_CLOCK_SLICE, offset], vec![]);
+    let landed = send(&mut f, read(0)).expect("reads the clock");
+    assert!(landed.logs.contains(&format!("Program log: clock slot {}", landed.slot)), "{:?}", landed.logs);
+    // Clock is 40 bytes: 8 bytes at offset 33 run past its end.
+    let err = send(&mut f, read(33)).unwrap_err();
+    assert_eq!(err, TransactionError::InstructionError(0, InstructionError::InvalidArgument));
 }
