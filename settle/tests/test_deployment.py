@@ -207,6 +207,57 @@ def test_events_become_settlement_rows_and_chain_facts(deployment: Deployment) -
     assert facts[2].unlock_at == 1234
 
 
+def test_an_agent_insolvent_event_becomes_a_fact_with_the_vendor_of_its_batch(
+    deployment: Deployment,
+) -> None:
+    agent, other = agent_key(1).public, agent_key(2).public
+    short = bytes(deployment.channel(agent, VENDOR))
+    covered = bytes(deployment.channel(other, VENDOR))
+    # What one settle of a short bond logs: AgentInsolvent per short channel,
+    # then BatchSettled listing every channel (docs/onchain.md §5).
+    insolvent = deployment.machpay.events["AgentInsolvent"].encode(
+        {"agent": agent, "channel": short, "owed": 5_000, "paid": 1_000}
+    )
+    settled = deployment.machpay.events["BatchSettled"].encode(
+        {
+            "vendor": VENDOR,
+            "batch_id": bytes([2]) * 32,
+            "root": bytes(32),
+            "leaf_count": 2,
+            "total": 5_010,
+            "paid": 1_010,
+            "channels": [
+                {"channel": c, "agent": a, "nonce": 1, "cumulative": o, "settled": s, "paid": p}
+                for c, a, o, s, p in (
+                    (short, agent, 5_000, 1_000, 1_000),
+                    (covered, other, 10, 10, 10),
+                )
+            ],
+        }
+    )
+    logs = _log(deployment.machpay.program_id, insolvent) + _log(
+        deployment.machpay.program_id, settled
+    )
+    facts = deployment.facts(events_from_logs(logs, deployment.programs))
+    assert [f.kind for f in facts] == [
+        ChainEventKind.AGENT_INSOLVENT,
+        ChainEventKind.BATCH_SETTLED,
+        ChainEventKind.BATCH_SETTLED,
+    ]
+    fact = facts[0]
+    assert (fact.account, fact.agent, fact.vendor, fact.amount) == (short, agent, VENDOR, 4_000)
+    # Without the BatchSettled (not expected from the program) the vendor is unknown, not guessed.
+    alone = deployment.facts(
+        events_from_logs(_log(deployment.machpay.program_id, insolvent), deployment.programs)
+    )
+    assert [(f.kind, f.vendor, f.amount) for f in alone] == [
+        (ChainEventKind.AGENT_INSOLVENT, None, 4_000)
+    ]
+    # Another program logging the same bytes is not MachPay: no fact.
+    forged = _log(deployment.global_bond.program_id, insolvent)
+    assert deployment.facts(events_from_logs(forged, deployment.programs)) == []
+
+
 def test_program_errors_are_named_from_the_idl(deployment: Deployment) -> None:
     logs = [
         f"Program {deployment.machpay.program_id} invoke [1]",

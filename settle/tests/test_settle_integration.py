@@ -36,6 +36,7 @@ from machpay.kafka.packing import pack_by_partition
 from machpay.protocol import Keypair, channel_address, save_keypair
 from machpay.settle.bootstrap import Bootstrap, send_and_confirm
 from machpay.settle.chain import Chain
+from machpay.settle.follower import Follower
 from machpay.settle.idl import events_from_logs
 from machpay.settle.service import SettleService, load_deployment
 from machpay.settle.settler import BatchWork
@@ -974,4 +975,27 @@ async def test_a_short_bond_pays_what_is_there_and_the_same_voucher_collects_aft
     ]
     assert rows == [(1_000, 1_000), (4_000, 5_000)]
     assert settler.counters.transactions == 2  # the third pass read the channel and sent nothing
+    # The follower: the short settlement is an AGENT_INSOLVENT fact, the top-up one is not.
+    follower = Follower(world.settings, world.deployment, world.chain)
+    await follower.start()
+    try:
+        await follower.poll()
+    finally:
+        await follower.stop()
+    events = await read_topic(
+        world.settings,
+        topics.CHAIN_EVENTS,
+        done=lambda v: (
+            sum(1 for e in v if e["kind"] == "BATCH_SETTLED" and e["agent"] == agent.public) >= 2
+        ),
+        wait_seconds=30,
+    )
+    # The follower starts with no checkpoint: it also republishes other tests' facts.
+    insolvent = [e for e in events if e["kind"] == "AGENT_INSOLVENT" and e["agent"] == agent.public]
+    assert [(e["account"], e["agent"], e["vendor"], e["amount"]) for e in insolvent] == [
+        (paid.signed.channel, agent.public, vendor, 5_000 - 1_000)
+    ]
+    assert world.deployment.global_bond.account("Bond").decode(
+        await world.chain.account(world.deployment.bond(agent.public))
+    )["insolvent"]  # on-chain too, and still after the top-up
     await world.chain.close()

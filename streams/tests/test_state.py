@@ -218,6 +218,85 @@ def test_exposure_follows_intents_settlements_and_bond_events() -> None:
     assert ledger.snapshot(me, agent_state).bond == 600
 
 
+def test_an_insolvent_fact_refuses_the_agent_and_a_top_up_does_not_clear_it() -> None:
+    agent = Agent(keypair("insolvent"))
+    state = PartitionState(batch_size=100)
+    state.apply([agent.pay(VENDORS[0], 5_000)], now_ms=1)
+    ledger, book = Ledger(), StatusBook()
+    me, channel = agent.public, agent.channel(VENDORS[0])
+    agent_state = state.agents[me]
+    ledger.chain_event("BOND_DEPOSITED", me, 1_000, signature="d1", account=b"bond")
+    # The program paid what the bond held and moved settled by exactly that.
+    assert ledger.settlement(b"b" * 32, "CONFIRMED", [(channel, me, 1_000, 1_000)]) == {me}
+    assert not ledger.snapshot(me, agent_state).insolvent
+    v1 = book.update(me, ledger.snapshot(me, agent_state), now_ms=10)
+    assert v1 is not None
+    assert ledger.chain_event("AGENT_INSOLVENT", me, 4_000, signature="t1", account=channel) == me
+    snap = ledger.snapshot(me, agent_state)
+    assert snap.insolvent
+    assert (snap.exposure, snap.settled) == (4_000, 1_000)
+    v2 = book.update(me, snap, now_ms=10)
+    assert v2 is not None
+    assert v2 > v1  # the change is published
+    # Redelivered, or a later short settlement (another signature): nothing new to publish.
+    assert ledger.chain_event("AGENT_INSOLVENT", me, 4_000, signature="t1", account=channel) is None
+    assert ledger.chain_event("AGENT_INSOLVENT", me, 4_000, signature="t2", account=channel) is None
+    # A top-up lets the same voucher collect the rest; the Bond stays insolvent on-chain.
+    assert ledger.chain_event("BOND_DEPOSITED", me, 10_000, signature="d2", account=b"bond") == me
+    assert ledger.settlement(b"c" * 32, "CONFIRMED", [(channel, me, 5_000, 4_000)]) == {me}
+    snap = ledger.snapshot(me, agent_state)
+    assert snap.insolvent
+    assert (snap.bond, snap.exposure, snap.settled) == (11_000, 0, 5_000)
+    assert me in ledger.agents()
+
+
+def test_settlement_rows_alone_never_make_an_agent_insolvent() -> None:
+    agent = Agent(keypair("rows-only"))
+    ledger = Ledger()
+    me, channel = agent.public, agent.channel(VENDORS[1])
+    # The row of an earlier settlement never arrived (journal lost, retention):
+    # settled jumps by more than this row paid. That is a gap, not a shortfall.
+    assert ledger.settlement(b"d" * 32, "CONFIRMED", [(channel, me, 9_000, 1_000)]) == {me}
+    assert not ledger.snapshot(me, None).insolvent
+    assert ledger.settled[channel] == 9_000
+    assert ledger.settlement(b"e" * 32, "FAILED", [(channel, me, 12_000, 0)]) == set()
+    assert ledger.insolvent == set()
+
+
+@pytest.mark.parametrize("kind", ["UNKNOWN", "BATCH_SETTLED", "VENDOR_REGISTERED"])
+def test_kinds_that_move_no_status_are_ignored(kind: str) -> None:
+    ledger = Ledger()
+    me = AGENTS[0].public
+    assert ledger.chain_event(kind, me, 7, signature="x", account=me) is None
+    assert ledger.snapshot(me, None) == Ledger().snapshot(me, None)
+    assert ledger.chain_event("AGENT_INSOLVENT", None, 7, signature="y", account=me) is None
+
+
+fact_kinds = st.sampled_from(["BOND_DEPOSITED", "AGENT_INSOLVENT", "BATCH_SETTLED", "UNKNOWN"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(fact_kinds, st.integers(0, 2), st.integers(0, 5)), max_size=25),
+    st.randoms(use_true_random=False),
+)
+def test_insolvency_is_whether_a_fact_says_so_whatever_the_order_and_redelivery(
+    facts: list[tuple[str, int, int]], rnd: random.Random
+) -> None:
+    agents = [a.public for a in AGENTS]
+    delivered = facts + [rnd.choice(facts) for _ in facts[: len(facts) // 2]]  # redeliveries
+    rnd.shuffle(delivered)
+    ledger = Ledger()
+    for kind, who, sig in delivered:
+        ledger.chain_event(kind, agents[who], 100, signature=f"s{sig}", account=agents[who])
+    expected = {agents[who] for kind, who, _ in facts if kind == "AGENT_INSOLVENT"}
+    assert ledger.insolvent == expected
+    assert all(ledger.snapshot(a, None).insolvent == (a in expected) for a in agents)
+    deposits = {(who, sig) for kind, who, sig in facts if kind == "BOND_DEPOSITED"}
+    for i, a in enumerate(agents):  # each distinct deposit counted once
+        assert ledger.snapshot(a, None).bond == 100 * sum(1 for who, _ in deposits if who == i)
+
+
 def test_batch_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         PartitionState(batch_size=0)

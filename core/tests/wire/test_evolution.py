@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,9 +11,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from machpay import topics
-from machpay.wire import FileSchemaRegistry, WireCodec, WireDecodeError
+from machpay.wire import FileSchemaRegistry, WireCodec, WireDecodeError, frame
 from machpay.wire.cli import schemas
 from machpay.wire.compat import resolution_problems, round_trip_problems
 
@@ -45,6 +47,11 @@ def with_field(schema: dict[str, Any], new_field: dict[str, Any]) -> dict[str, A
     return out
 
 
+def next_id(catalogue: FileSchemaRegistry) -> int:
+    """The id `machpay schemas add` gives the next version: one above every id in use."""
+    return 1 + max(v.id for s in catalogue.subjects() for v in catalogue.versions(s))
+
+
 REGION = {"name": "region", "type": "string", "default": "eu", "doc": "Where it was computed."}
 
 
@@ -56,15 +63,16 @@ def test_old_records_decode_with_the_new_reader(
 
     registry_file = add_version(with_field(status_v1(catalogue), REGION))
     new_codec = WireCodec(FileSchemaRegistry(registry_file))
-    assert new_codec.schema_id(topics.AGENTS_STATUS) == 9
+    new_id = next_id(catalogue)
+    assert new_codec.schema_id(topics.AGENTS_STATUS) == new_id
     decoded = new_codec.decode(old_record, topic=topics.AGENTS_STATUS, **WHERE)
     assert decoded == {**agent_status(), "region": "eu"}
 
     new_record = new_codec.encode(topics.AGENTS_STATUS, {**agent_status(), "region": "us"})
-    assert new_record[1:5] == (9).to_bytes(4, "big")
+    assert new_record[1:5] == new_id.to_bytes(4, "big")
     assert new_codec.decode(new_record, topic=topics.AGENTS_STATUS, **WHERE)["region"] == "us"
     # A process still on the old registry meets an id it does not know: dead letter, not a crash.
-    with pytest.raises(WireDecodeError, match="schema id 9: unknown_schema_id"):
+    with pytest.raises(WireDecodeError, match=f"schema id {new_id}: unknown_schema_id"):
         old_codec.decode(new_record, topic=topics.AGENTS_STATUS, **WHERE)
 
 
@@ -102,8 +110,9 @@ def test_cli_add_assigns_the_next_id_and_refuses_incompatible_versions(
     bad_file.write_text(json.dumps(with_field(status_v1(catalogue), REGION)))
     result = runner.invoke(schemas, ["add", str(bad_file), "--registry-file", str(registry_file)])
     assert result.exit_code == 0, result.output
-    assert "added machpay.AgentStatus v2 with schema id 9" in result.output
-    assert FileSchemaRegistry(registry_file).latest("machpay.AgentStatus").id == 9
+    new_id = next_id(catalogue)
+    assert f"added machpay.AgentStatus v2 with schema id {new_id}" in result.output
+    assert FileSchemaRegistry(registry_file).latest("machpay.AgentStatus").id == new_id
 
 
 # -- the structural check, case by case ---------------------------------------------
@@ -232,3 +241,51 @@ def test_machpay_schemas_takes_the_registry_file_from_the_settings(
     result = CliRunner().invoke(machpay.cli.cli, ["schemas", "list"], env=env)
     assert result.exit_code == 0, result.output
     assert "machpay.AgentStatus v2  avro/machpay.AgentStatus.v2.avsc" in result.output
+
+
+# -- machpay.ChainEvent v2: AGENT_INSOLVENT ------------------------------------------
+
+
+def chain_event(kind: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "account": b"\x05" * 32,
+        "agent": b"\x06" * 32,
+        "vendor": b"\x07" * 32,
+        "amount": 4_000,
+        "slot": 12,
+        "signature": "5sig",
+        "at_ms": 1_700_000_000_000,
+        "batch_id": None,
+        "unlock_at": None,
+    }
+
+
+def test_chain_event_v2_is_written_and_v1_records_still_decode(
+    catalogue: FileSchemaRegistry, codec: WireCodec
+) -> None:
+    v1, v2 = catalogue.versions("machpay.ChainEvent")[:2]
+    assert (v1.id, v2.id) == (8, 9)  # committed: stored records carry these ids
+    insolvent = codec.encode(topics.CHAIN_EVENTS, chain_event("AGENT_INSOLVENT"))
+    assert insolvent[1:5] == (9).to_bytes(4, "big")  # the latest version is what is written
+    assert codec.decode(insolvent, topic=topics.CHAIN_EVENTS, **WHERE) == chain_event(
+        "AGENT_INSOLVENT"
+    )
+    body = io.BytesIO()
+    schemaless_writer(body, parse_schema(v1.schema), chain_event("SLASHED"))
+    old = frame(8, body.getvalue())
+    assert codec.decode(old, topic=topics.CHAIN_EVENTS, **WHERE) == chain_event("SLASHED")
+
+
+def test_a_kind_added_after_v2_reads_as_unknown(catalogue: FileSchemaRegistry) -> None:
+    v2 = catalogue.latest("machpay.ChainEvent").schema
+    v3 = copy.deepcopy(v2)
+    kind = v3["fields"][0]["type"]
+    kind["symbols"] = [*kind["symbols"], "CHANNEL_CLOSED"]
+    assert [str(f) for f in resolution_problems(v3, v2)] == []  # a legal next version
+    body = io.BytesIO()
+    schemaless_writer(body, parse_schema(v3), chain_event("CHANNEL_CLOSED"))
+    body.seek(0)
+    read = schemaless_reader(body, parse_schema(v3), parse_schema(v2))
+    assert isinstance(read, dict)
+    assert read["kind"] == "UNKNOWN"  # consumers at v2 ignore it instead of failing

@@ -243,13 +243,43 @@ class Deployment:
 
     def facts(self, events: Iterable[DecodedEvent]) -> list[ChainFact]:
         """chain.events facts from one transaction's decoded events."""
+        events = list(events)
         out: list[ChainFact] = []
         for ev in events:
-            out.extend(self._facts_of(ev))
+            out.extend(self._facts_of(ev, events))
         return out
 
-    def _facts_of(self, ev: DecodedEvent) -> list[ChainFact]:
+    def _vendor_of_channel(self, channel: bytes, events: Sequence[DecodedEvent]) -> bytes | None:
+        """The vendor of ``channel`` as this transaction's ``BatchSettled`` names it.
+
+        ``AgentInsolvent`` carries the channel but not the vendor, and a channel
+        address cannot be inverted; the settle instruction that emitted it also
+        emits ``BatchSettled`` (after it) listing the channel with its vendor.
+        """
+        for ev in events:
+            if (
+                ev.program_id == self.machpay.program_id
+                and ev.name == "BatchSettled"
+                and any(bytes(c["channel"]) == channel for c in ev.fields["channels"])
+            ):
+                return bytes(ev.fields["vendor"])
+        return None
+
+    def _facts_of(self, ev: DecodedEvent, events: Sequence[DecodedEvent]) -> list[ChainFact]:
         f: dict[str, Any] = ev.fields
+        if ev.program_id == self.machpay.program_id and ev.name == "AgentInsolvent":
+            # The bond fell short: the program paid min(owed, balance) and marked
+            # the Bond insolvent (docs/onchain.md §5). amount = what stayed unpaid.
+            channel = bytes(f["channel"])
+            return [
+                ChainFact(
+                    ChainEventKind.AGENT_INSOLVENT,
+                    channel,
+                    int(f["owed"]) - int(f["paid"]),
+                    agent=bytes(f["agent"]),
+                    vendor=self._vendor_of_channel(channel, events),
+                )
+            ]
         if ev.program_id == self.global_bond.program_id:
             agent = bytes(f["agent"]) if "agent" in f else None
             if agent is None:

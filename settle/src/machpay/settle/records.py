@@ -30,6 +30,8 @@ class ChainEventKind(StrEnum):
     SLASHED = "SLASHED"
     VENDOR_REGISTERED = "VENDOR_REGISTERED"
     SERVICE_UPDATED = "SERVICE_UPDATED"
+    AGENT_INSOLVENT = "AGENT_INSOLVENT"
+    """machpay.ChainEvent v2: a settlement found the bond short (MachPay ``AgentInsolvent``)."""
 
 
 @dataclass(frozen=True, slots=True)

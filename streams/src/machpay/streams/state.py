@@ -299,11 +299,20 @@ class AgentSnapshot:
 
 
 class Ledger:
-    """Chain facts (bond, withdrawals) and settlements, for every agent.
+    """Chain facts (bond, withdrawals, insolvency) and settlements, for every agent.
 
     Fed from ``chain.events`` and ``settlements``, each read whole by every
     worker; repeated records (redelivery) are recognised by their identity
     and change nothing.
+
+    Insolvency comes only from ``AGENT_INSOLVENT`` facts (the program's
+    ``AgentInsolvent``: a settlement found the bond short). It mirrors the
+    Bond's ``insolvent`` flag, which the program never clears: a later
+    deposit refills the bond (and lets the same voucher collect the rest)
+    but the agent stays insolvent. Settlement rows cannot tell: the program
+    advances ``settled`` by exactly what it paid, so ``paid`` always equals
+    the increase of ``settled_cumulative``, and a row that seems to say
+    otherwise only means an earlier row never reached this Ledger.
     """
 
     def __init__(self) -> None:
@@ -342,8 +351,12 @@ class Ledger:
             self.bond[agent] = max(0, self.bond.get(agent, 0) - amount)
             if kind == "WITHDRAWN":
                 self.pending.pop(agent, None)
+        elif kind == "AGENT_INSOLVENT":
+            if agent in self.insolvent:
+                return None  # already refused: a further short settlement changes no status
+            self.insolvent.add(agent)
         else:
-            return None
+            return None  # other kinds (and UNKNOWN: a kind added after this code) move no status
         return agent
 
     def settlement(
@@ -358,11 +371,8 @@ class Ledger:
             if key in self._seen:
                 continue
             self._seen.add(key)
-            before = self.settled.get(channel, 0)
-            if settled_cumulative > before:
+            if settled_cumulative > self.settled.get(channel, 0):
                 self.settled[channel] = settled_cumulative
-                if paid < settled_cumulative - before:
-                    self.insolvent.add(agent)
             self.paid[agent] = self.paid.get(agent, 0) + paid
             touched.add(agent)
         return touched
