@@ -206,7 +206,7 @@ def test_exposure_follows_intents_settlements_and_bond_events() -> None:
     assert ledger.settlement(b"b" * 32, "CONFIRMED", [(channel, me, 10, 10)]) == {me}
     assert ledger.settlement(b"b" * 32, "CONFIRMED", [(channel, me, 10, 10)]) == set()
     snap = ledger.snapshot(me, agent_state)
-    assert (snap.bond, snap.exposure, snap.settled) == (1000, 5, 10)
+    assert (snap.bond, snap.exposure, snap.settled) == (990, 5, 10)  # bond net of payments
     ledger.chain_event("WITHDRAW_REQUESTED", me, 400, signature="s2", account=me, unlock_at=9)
     assert ledger.snapshot(me, agent_state).pending_withdrawal == (400, 9)
     v1 = book.update(me, ledger.snapshot(me, agent_state), now_ms=5)
@@ -215,7 +215,19 @@ def test_exposure_follows_intents_settlements_and_bond_events() -> None:
     ledger.chain_event("WITHDRAWN", me, 400, signature="s3", account=me)
     v2 = book.update(me, ledger.snapshot(me, agent_state), now_ms=5)
     assert v2 == 6  # monotonic even when the clock did not move
-    assert ledger.snapshot(me, agent_state).bond == 600
+    assert ledger.snapshot(me, agent_state).bond == 590  # 1000 - 10 paid - 400 withdrawn
+
+
+def test_the_bond_in_a_status_is_what_globalbond_holds_after_payments_and_a_slash() -> None:
+    agent = Agent(keypair("bond-net"))
+    ledger = Ledger()
+    me, channel = agent.public, agent.channel(VENDORS[0])
+    ledger.chain_event("BOND_DEPOSITED", me, 1_000, signature="d1", account=b"bond")
+    ledger.settlement(b"b" * 32, "CONFIRMED", [(channel, me, 300, 300)])
+    assert ledger.snapshot(me, None).bond == 700
+    # The slash takes what was left (700): the bond is empty, not negative.
+    ledger.chain_event("SLASHED", me, 700, signature="s1", account=b"bond")
+    assert ledger.snapshot(me, None).bond == 0
 
 
 def test_an_insolvent_fact_refuses_the_agent_and_a_top_up_does_not_clear_it() -> None:
@@ -246,7 +258,7 @@ def test_an_insolvent_fact_refuses_the_agent_and_a_top_up_does_not_clear_it() ->
     assert ledger.settlement(b"c" * 32, "CONFIRMED", [(channel, me, 5_000, 4_000)]) == {me}
     snap = ledger.snapshot(me, agent_state)
     assert snap.insolvent
-    assert (snap.bond, snap.exposure, snap.settled) == (11_000, 0, 5_000)
+    assert (snap.bond, snap.exposure, snap.settled) == (6_000, 0, 5_000)  # 11,000 in, 5,000 paid
     assert me in ledger.agents()
 
 

@@ -382,10 +382,16 @@ class Ledger:
         if state is not None:
             for channel, cumulative in state.latest_cumulatives().items():
                 exposure += max(0, cumulative - self.settled.get(channel, 0))
+        # What GlobalBond holds now: every lamport that left the bond did so
+        # through one of these facts (a slash takes what was left after the
+        # payments before it, so nothing is counted twice). Gateways cap their
+        # exposure on this figure: without the payments it overstated the free
+        # bond by everything already settled.
+        paid = self.paid.get(agent, 0)
         return AgentSnapshot(
-            bond=self.bond.get(agent, 0),
+            bond=max(0, self.bond.get(agent, 0) - paid),
             pending_withdrawal=self.pending.get(agent),
-            settled=self.paid.get(agent, 0),
+            settled=paid,
             exposure=exposure,
             banned=state is not None and state.ban_reason is not None,
             ban_reason=state.ban_reason if state is not None else None,
