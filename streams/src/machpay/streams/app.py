@@ -335,10 +335,18 @@ class StreamsApp:
                 )
             try:
                 async with self._lock:
+                    began = time.perf_counter()
                     previous = self._finishing
                     await self._live(by_partition)
+                    applied = time.perf_counter()
                     if previous is not None:
                         await previous  # at most this chunk's finish stays in flight
+                    log.debug(
+                        "chunk of %d records applied in %.3f s, then %.3f s for the previous finish",
+                        len(events),
+                        applied - began,
+                        time.perf_counter() - applied,
+                    )
             except Exception as exc:
                 # Crash the worker rather than ack a chunk whose outputs or
                 # snapshot did not land (the next owner redoes it).
