@@ -405,7 +405,7 @@ class StreamsApp:
                 batch_size=self.cfg.batch_max_intents,
                 verify_signatures=self.cfg.verify_signatures,
             )
-        except snapshot.TornSnapshotError as exc:
+        except snapshot.SnapshotError as exc:  # lost or foreign records: never expected
             log.warning("%s; replaying the partition from its start", exc)
             self.counters.torn_snapshots += 1
             # Delete the partition's keys first: the replay rewrites what it
