@@ -223,7 +223,7 @@ def test_values_the_mark_does_not_cover_are_ignored_and_overwritten_next() -> No
     second = agent.pay(VENDORS[0], 2)
     state.apply([second], now_ms=2)
     newer, _ = writer.capture(state, 5, agents={agent.public}, vendors={VENDORS[0]})
-    table.update(newer)  # the chunk's keys landed, its mark did not
+    table.update({k: v for k, v in newer if v is not None})  # keys landed, the mark did not
     restored = snapshot.restore(PARTITION, table, batch_size=100, verify_signatures=True)
     assert restored.covered == 4
     assert len(restored.state.agents[agent.public].nonces) == 1
