@@ -15,7 +15,8 @@ co-partitioned with ``intents.accepted``):
 * ``b"E" + agent + block``: the agent's intents in arrival order, ``BLOCK``
   per key. A full block never changes again, so a chunk rewrites only the
   agent's last block(s) and a value never grows past ``BLOCK`` intents;
-* ``b"B" + partition + vendor``: an open vendor batch (deleted when it closes);
+* ``b"B" + partition + vendor``: an open vendor batch (a value without a body
+  once it closes);
 * ``b"M" + partition``: the mark: the first offset of the partition *not*
   covered by the snapshot, and the vendors of the open batches in opening
   order. Written last in every chunk, after every other key of that chunk is
