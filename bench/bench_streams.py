@@ -273,9 +273,11 @@ async def run_plain(settings: Settings, group: str, verify: bool) -> float:
     count = [0]
     task = asyncio.create_task(plain_loop(settings, group, verify, count))
     try:
-        return await _timed(lambda: count[0], task)
+        rate = await _timed(lambda: count[0], task)
     finally:
         await task
+    print(f"    plain loop ({'verify' if verify else 'trust'}): {rate:,.0f} intents/s")
+    return rate
 
 
 async def naive_faust(settings: Settings, intents: list[AcceptedIntent], tmp: Path) -> float:

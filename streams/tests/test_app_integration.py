@@ -553,7 +553,7 @@ async def test_records_committed_past_the_snapshot_are_read_again_by_the_next_ow
     assert second.counters.restored_records >= first_records
 
 
-async def test_a_torn_snapshot_is_replayed_from_the_start_and_cleaned_up(
+async def test_a_table_that_disagrees_with_itself_is_replayed_from_the_start_and_cleaned_up(
     kafka_settings: Settings,
 ) -> None:
     settings = streams_settings(kafka_settings, worker_id="one")
@@ -570,18 +570,22 @@ async def test_a_torn_snapshot_is_replayed_from_the_start_and_cleaned_up(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-    # A crash between a chunk's keys and its mark: a key newer than the mark.
+    # A table that disagrees with itself (lost changelog records): the victim's
+    # head, in both slots, claims intents whose blocks do not exist.
     victim = next(iter(traffic.cheaters))
     partition = partition_for_key(victim, settings.local_kafka.partitions)
+    ghost = AgentState()
+    ghost.nonces = dict.fromkeys(range(5_000), traffic.intents[0].signed)
     producer = AIOKafkaProducer(**producer_kwargs(settings.kafka, role="test"))
     await producer.start()
     try:
-        await producer.send_and_wait(
-            f"{first.app_id}-{STATE_TABLE}-changelog",
-            snapshot.encode_head(AgentState(), covered=10**9),
-            key=snapshot.head_key(victim),
-            partition=partition,
-        )
+        for slot in (0, 1):
+            await producer.send_and_wait(
+                f"{first.app_id}-{STATE_TABLE}-changelog",
+                snapshot.encode_head(ghost, covered=1),
+                key=snapshot.slotted(snapshot.head_key(victim), slot),
+                partition=partition,
+            )
     finally:
         await producer.stop()
 

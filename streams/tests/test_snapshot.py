@@ -94,6 +94,7 @@ def run_chunk(
     *,
     offset: int,
     out: Outputs,
+    tear: int | None = None,
 ) -> int:
     agents: set[bytes] = set()
     vendors: set[bytes] = set()
@@ -111,7 +112,8 @@ def run_chunk(
         vendors |= {b.vendor for b in closed}
         offset += 1
     writes, mark = writer.capture(state, offset, agents=agents, vendors=vendors)
-    for key, value in [*writes, mark]:
+    landed = [*writes, mark] if tear is None else writes[:tear]  # a crash before the mark
+    for key, value in landed:
         if value is None:
             table.pop(key, None)
         else:
@@ -134,17 +136,26 @@ def everything(state: PartitionState, covered: int) -> dict[bytes, bytes]:
 
 
 def payloads(table: dict[bytes, bytes]) -> dict[bytes, bytes]:
-    """The values without the offset each was written at."""
-    return {k: v[9:] for k, v in table.items()}
+    """Each key's value as of the mark, without the offset it was written at."""
+    covered, order, values, _ = snapshot.resolve(PARTITION, table)
+    current = {k: v[9:] for k, v in values.items() if len(v) > 9}  # closed batches: gone
+    current[b"mark"] = covered.to_bytes(8, "big") + b"".join(order)
+    return current
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.randoms(use_true_random=False), st.integers(5, 60), st.integers(1, 6), st.integers(1, 5))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.randoms(use_true_random=False),
+    st.integers(5, 60),
+    st.integers(1, 6),
+    st.integers(1, 5),
+    st.booleans(),
+)
 def test_restoring_at_any_chunk_gives_the_same_outputs_and_state(
-    rnd: random.Random, n: int, batch_size: int, block_size: int
+    rnd: random.Random, n: int, batch_size: int, block_size: int, torn: bool
 ) -> None:
     chunks = chunks_of(rnd, traffic(rnd, n))
-    cut = rnd.randrange(len(chunks) + 1)
+    cut = rnd.randrange(len(chunks))
     with block(block_size):
         original = PartitionState(batch_size=batch_size)
         writer = snapshot.SnapshotWriter(PARTITION)
@@ -153,21 +164,46 @@ def test_restoring_at_any_chunk_gives_the_same_outputs_and_state(
         offset = 0
         for chunk in chunks[:cut]:
             offset = run_chunk(original, writer, table, chunk, offset=offset, out=before)
-        restored = snapshot.restore(PARTITION, table, batch_size=batch_size, verify_signatures=True)
-        assert restored.covered == offset
-        assert everything(restored.state, offset) == everything(original, offset)
-        # Both go on with the same records: the same proofs, batches, duplicates.
-        twin = Outputs()
-        r_offset = offset
+        at_mark = offset
+        expected = everything(original, at_mark)
+        crashed = dict(table)
         for chunk in chunks[cut:]:
+            if torn and chunk is chunks[cut]:
+                # kill -9 while this chunk's keys were landing: a prefix of them
+                # reached the table, its mark did not.
+                scratch = snapshot.SnapshotWriter(PARTITION, dict(writer.written))
+                scratch.partial = {a: bytearray(b) for a, b in writer.partial.items()}
+                scratch.slots = dict(writer.slots)
+                probe_state = restore_copy(table, batch_size)
+                tear_at = rnd.randrange(0, 40)
+                run_chunk(
+                    probe_state, scratch, crashed, chunk, offset=offset, out=Outputs(), tear=tear_at
+                )
             offset = run_chunk(original, writer, table, chunk, offset=offset, out=after)
+        restored = snapshot.restore(
+            PARTITION, crashed, batch_size=batch_size, verify_signatures=True
+        )
+        assert restored.covered == at_mark
+        assert everything(restored.state, at_mark) == expected
+        # The restored state goes on from the mark: the same proofs, batches, duplicates.
+        twin = Outputs()
+        r_offset = at_mark
+        r_table = dict(crashed)
+        for chunk in chunks[cut:]:
             r_offset = run_chunk(
-                restored.state, restored.writer, dict(table), chunk, offset=r_offset, out=twin
+                restored.state, restored.writer, r_table, chunk, offset=r_offset, out=twin
             )
         assert twin == after
         assert everything(restored.state, offset) == everything(original, offset)
-        # And the table written chunk by chunk equals a snapshot from scratch.
+        # The tables written chunk by chunk (torn or not) hold a snapshot from scratch.
         assert payloads(table) == payloads(everything(original, offset))
+        assert payloads(r_table) == payloads(everything(original, offset))
+        again = snapshot.restore(PARTITION, r_table, batch_size=batch_size, verify_signatures=True)
+        assert everything(again.state, offset) == everything(original, offset)
+
+
+def restore_copy(table: dict[bytes, bytes], batch_size: int) -> PartitionState:
+    return snapshot.restore(PARTITION, table, batch_size=batch_size, verify_signatures=True).state
 
 
 def test_no_mark_means_an_empty_state_at_offset_zero() -> None:
@@ -177,15 +213,35 @@ def test_no_mark_means_an_empty_state_at_offset_zero() -> None:
     assert restored.state.open == {}
 
 
-def test_a_value_newer_than_the_mark_is_a_torn_snapshot() -> None:
+def test_values_the_mark_does_not_cover_are_ignored_and_overwritten_next() -> None:
     agent = Agent(AGENTS[0])
     state = PartitionState(batch_size=100)
     state.apply([agent.pay(VENDORS[0], 3)], now_ms=1)
     writer = snapshot.SnapshotWriter(PARTITION)
-    writes, mark = writer.capture(state, 5, agents={agent.public}, vendors={VENDORS[0]})
-    table = {k: v for k, v in writes if v is not None}
-    table[mark[0]] = snapshot.encode_mark(4)  # the chunk's own mark never landed
-    with pytest.raises(snapshot.TornSnapshotError, match="covers offset 5, the mark only 4"):
+    writes, mark = writer.capture(state, 4, agents={agent.public}, vendors={VENDORS[0]})
+    table = {k: v for k, v in [*writes, mark] if v is not None}
+    second = agent.pay(VENDORS[0], 2)
+    state.apply([second], now_ms=2)
+    newer, _ = writer.capture(state, 5, agents={agent.public}, vendors={VENDORS[0]})
+    table.update({k: v for k, v in newer if v is not None})  # keys landed, the mark did not
+    restored = snapshot.restore(PARTITION, table, batch_size=100, verify_signatures=True)
+    assert restored.covered == 4
+    assert len(restored.state.agents[agent.public].nonces) == 1
+    assert restored.state.open[VENDORS[0]].total == 3
+    # The next write of each key goes to the slot holding the uncovered value.
+    restored.state.apply([second], now_ms=2)
+    again, _ = restored.writer.capture(
+        restored.state, 5, agents={agent.public}, vendors={VENDORS[0]}
+    )
+    assert {k for k, _ in again} == {k for k, _ in newer}
+
+
+def test_a_mark_that_disagrees_with_the_table_is_a_torn_snapshot() -> None:
+    state = PartitionState(batch_size=100)
+    state.apply([Agent(AGENTS[0]).pay(VENDORS[0], 3)], now_ms=1)
+    table = everything(state, 1)
+    table[snapshot.mark_key(PARTITION)] = snapshot.encode_mark(1, [VENDORS[1]])
+    with pytest.raises(snapshot.TornSnapshotError, match="lists 1 open batches"):
         snapshot.restore(PARTITION, table, batch_size=100, verify_signatures=True)
 
 
@@ -195,11 +251,11 @@ def test_a_missing_block_or_a_bad_value_is_named() -> None:
     state.apply([agent.pay(VENDORS[1], 2)], now_ms=1)
     table = everything(state, 1)
     broken = dict(table)
-    del broken[snapshot.block_key(agent.public, 0)]
+    del broken[snapshot.slotted(snapshot.block_key(agent.public, 0), 0)]
     with pytest.raises(snapshot.SnapshotError, match="no block 0"):
         snapshot.restore(PARTITION, broken, batch_size=100, verify_signatures=True)
     broken = dict(table)
-    broken[snapshot.head_key(agent.public)] = b"\x09" + bytes(8)
+    broken[snapshot.slotted(snapshot.head_key(agent.public), 0)] = b"\x09" + bytes(8)
     with pytest.raises(snapshot.SnapshotError, match="format 9"):
         snapshot.restore(PARTITION, broken, batch_size=100, verify_signatures=True)
 
@@ -232,14 +288,14 @@ def test_full_blocks_are_not_rewritten() -> None:
         first, _ = writer.capture(state, 1, agents={agent.public}, vendors=())
         state.apply([agent.pay(VENDORS[0], 1)], now_ms=2)
         second, _ = writer.capture(state, 2, agents={agent.public}, vendors=())
-    assert [k for k, _ in first] == [
+    assert [k[:-1] for k, _ in first] == [
         snapshot.block_key(agent.public, 0),
         snapshot.block_key(agent.public, 1),
         snapshot.block_key(agent.public, 2),
         snapshot.head_key(agent.public),
     ]
     # 10 intents: blocks 0 and 1 are full and unchanged; only block 2 and the head.
-    assert [k for k, _ in second] == [
+    assert [k[:-1] for k, _ in second] == [
         snapshot.block_key(agent.public, 2),
         snapshot.head_key(agent.public),
     ]

@@ -3,26 +3,28 @@
 One Faust agent consumes ``intents.accepted`` in the consumer group
 ``<topic_prefix><streams.group_id>`` (workers share its partitions). Records
 carry many intents; the agent takes them in chunks (``take_events``) and for
-each chunk, per partition, in this order:
+each chunk, in this order:
 
-1. applies the records to the partition's in-memory
+1. applies the records to each partition's in-memory
    :class:`~machpay.streams.state.PartitionState` (records below the
-   snapshot's offset are skipped: they are in the state already);
-2. produces proofs, batches, statuses and dead letters and waits for every
-   acknowledgement (acks=all);
-3. writes what the chunk changed to the state table, once per key, each key
+   partition's ``next_offset`` are skipped: they are in the state already);
+2. produces proofs, batches and dead letters every ``chunk_max_intents``
+   intents while it goes on applying, and the chunk's statuses at its end;
+3. once those outputs (and every earlier chunk's marks) are acknowledged,
+   writes what the chunk changed to the state table, once per key, each key
    with its partition explicitly (co-partitioned with ``intents.accepted``),
-   waits for those acknowledgements, then writes the partition's *mark* (the
-   offset the snapshot covers) and waits again;
-4. only then returns to Faust, which acks the chunk's events; Faust commits
-   acked offsets on its own timer (``streams.commit_interval_ms``).
+   waits for those acknowledgements, then writes each partition's *mark* (the
+   offset the snapshot covers);
+4. returns to Faust (step 3 may still be in flight, at most one chunk's),
+   which acks the chunk's events and commits acked offsets on its own timer
+   (``streams.commit_interval_ms``).
 
-Correctness does not depend on step 4: a worker given a partition rebuilds
-its state from the table (recovered by Faust from the changelog) and then
-reads the partition itself from the mark to its end, with outputs on, before
-it follows what Faust delivers. Whatever Faust committed or did not, every
-record is applied after the snapshot exactly once per rebuild, and a record
-is below a mark only once its outputs were acknowledged. Re-emitted outputs
+Correctness does not depend on when Faust commits: a worker given a
+partition restores its state from the table (recovered by Faust from the
+changelog) and then reads the partition itself from the mark up to the
+group's committed offset, outputs on, before it follows what Faust delivers.
+A record is below a mark only once its outputs were acknowledged, and every
+record above the mark is applied again by the next owner. Re-emitted outputs
 are identical in identity (``proof_id``, ``batch_id``; statuses converge).
 
 Batch cuts are flush markers in the partition (see ``records.flush_marker``),
@@ -30,6 +32,7 @@ written by a ticker when a batch is old or holds an agent whose withdrawal is
 pending, and on a graceful stop. Facts (``chain.events``, ``settlements``) are
 followed by a :class:`~machpay.streams.facts.FactsReader` in every worker.
 No Kafka transactions (``processing_guarantee`` stays ``at_least_once``).
+See docs/streams.md.
 """
 
 from __future__ import annotations
@@ -335,10 +338,18 @@ class StreamsApp:
                 )
             try:
                 async with self._lock:
+                    began = time.perf_counter()
                     previous = self._finishing
                     await self._live(by_partition)
+                    applied = time.perf_counter()
                     if previous is not None:
                         await previous  # at most this chunk's finish stays in flight
+                    log.debug(
+                        "chunk of %d records applied in %.3f s, %.3f s waiting for the last finish",
+                        len(events),
+                        applied - began,
+                        time.perf_counter() - applied,
+                    )
             except Exception as exc:
                 # Crash the worker rather than ack a chunk whose outputs or
                 # snapshot did not land (the next owner redoes it).
@@ -394,7 +405,7 @@ class StreamsApp:
                 batch_size=self.cfg.batch_max_intents,
                 verify_signatures=self.cfg.verify_signatures,
             )
-        except snapshot.TornSnapshotError as exc:
+        except snapshot.SnapshotError as exc:  # lost or foreign records: never expected
             log.warning("%s; replaying the partition from its start", exc)
             self.counters.torn_snapshots += 1
             # Delete the partition's keys first: the replay rewrites what it

@@ -15,17 +15,23 @@ co-partitioned with ``intents.accepted``):
 * ``b"E" + agent + block``: the agent's intents in arrival order, ``BLOCK``
   per key. A full block never changes again, so a chunk rewrites only the
   agent's last block(s) and a value never grows past ``BLOCK`` intents;
-* ``b"B" + partition + vendor``: an open vendor batch (deleted when it closes);
+* ``b"B" + partition + vendor``: an open vendor batch (a value without a body
+  once it closes);
 * ``b"M" + partition``: the mark: the first offset of the partition *not*
   covered by the snapshot, and the vendors of the open batches in opening
   order. Written last in every chunk, after every other key of that chunk is
   acknowledged.
 
-Every value starts with the offset it covers. Writes of one chunk are
-acknowledged before the mark is sent, and a changelog partition keeps order,
-so a value covering more than the mark can only come from a chunk whose mark
-never landed (a crash mid-write): :func:`restore` reports such a torn snapshot
-and the caller replays the partition instead of trusting it.
+Every value starts with the offset it covers, and every key but the mark
+has two *slots* (a last byte 0 or 1) that its writes alternate between, so
+the previous value of a key survives while the next one is written. A chunk's
+keys are acknowledged before its mark is sent and marks land in chunk order,
+so at most one chunk's values cover more than the mark (a crash between its
+keys and its mark, or inside its keys): :func:`restore` takes, per key, the
+newest slot the mark covers, which is the key's value as of the mark, and the
+writer then overwrites the slot it did not take. A kill -9 at any point
+therefore costs the next owner the records after the mark, never a replay
+from the start.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ class SnapshotError(ValueError):
 
 
 class TornSnapshotError(SnapshotError):
-    """Values newer than the partition's mark: a chunk's writes did not all land."""
+    """The values the mark covers do not agree with it (never expected: lost records)."""
 
 
 def head_key(agent: bytes) -> bytes:
@@ -77,6 +83,11 @@ def batch_key(partition: int, vendor: bytes) -> bytes:
 
 def mark_key(partition: int) -> bytes:
     return _MARK + _U32.pack(partition)
+
+
+def slotted(base: bytes, slot: int) -> bytes:
+    """The table key of one of a base key's two slots."""
+    return base + bytes((slot,))
 
 
 def key_agent(key: bytes) -> bytes | None:
@@ -179,6 +190,13 @@ class SnapshotWriter:
     """agent -> intents already encoded (as of the last capture)."""
     partial: dict[bytes, bytearray] = field(default_factory=dict)
     """agent -> encoded entries of its last block, if that block is not full."""
+    slots: dict[bytes, int] = field(default_factory=dict)
+    """base key -> the slot holding its latest write (the next write takes the other)."""
+
+    def _write(self, base: bytes, value: bytes) -> Write:
+        slot = self.slots.get(base, 1) ^ 1
+        self.slots[base] = slot
+        return slotted(base, slot), value
 
     def capture(
         self,
@@ -203,7 +221,7 @@ class SnapshotWriter:
                 channels = st.channels
                 for i, signed in enumerate(islice(st.nonces.values(), before, None), before):
                     if i // BLOCK != block:  # the previous block is full: written for the last time
-                        writes.append((block_key(agent, block), cover + buf))
+                        writes.append(self._write(block_key(agent, block), cover + buf))
                         buf, block = bytearray(), i // BLOCK
                     # message, signature, in-consistent-set flag (once per intent: inlined)
                     log = channels.get(signed.intent.channel)
@@ -213,19 +231,17 @@ class SnapshotWriter:
                         buf.append(1)
                     else:
                         buf.append(1 if _in_channel(st, signed) else 0)
-                writes.append((block_key(agent, block), cover + buf))
+                writes.append(self._write(block_key(agent, block), cover + buf))
                 if count % BLOCK:
                     self.partial[agent] = buf
                 self.written[agent] = count
-            writes.append((head_key(agent), encode_head(st, covered)))
+            writes.append(self._write(head_key(agent), encode_head(st, covered)))
         for vendor in vendors:
             batch = state.open.get(vendor)
-            writes.append(
-                (
-                    batch_key(self.partition, vendor),
-                    None if batch is None else encode_batch(batch, covered),
-                )
-            )
+            # A closed batch is a value without a body (not a tombstone: the
+            # other slot must stop counting too).
+            value = cover if batch is None else encode_batch(batch, covered)
+            writes.append(self._write(batch_key(self.partition, vendor), value))
         return writes, (mark_key(self.partition), encode_mark(covered, state.open))
 
 
@@ -253,6 +269,37 @@ def partition_keys(
             yield key, value
 
 
+def resolve(
+    partition: int, entries: Mapping[bytes, bytes]
+) -> tuple[int, list[bytes], dict[bytes, bytes], dict[bytes, int]]:
+    """(covered, open vendors, base key -> value as of the mark, base key -> slot to keep).
+
+    Without a mark nothing is covered: every value is ignored.
+    """
+    mark = entries.get(mark_key(partition))
+    if mark is None:
+        return 0, [], {}, {}
+    covered, pos = _covered(mark, mark_key(partition))
+    try:
+        order, _ = _read_ids(mark, pos)
+    except struct.error as exc:
+        raise SnapshotError(f"mark of partition {partition} does not decode: {exc}") from exc
+    best: dict[bytes, tuple[int, int, bytes]] = {}
+    ahead: dict[bytes, int] = {}
+    for key, value in entries.items():
+        if key[:1] == _MARK:
+            continue
+        base, slot = key[:-1], key[-1]
+        at, _ = _covered(value, key)
+        if at > covered:
+            ahead[base] = slot  # a chunk whose mark never landed: overwrite it next
+        elif base not in best or at > best[base][0]:
+            best[base] = (at, slot, value)
+    keep = {base: slot ^ 1 for base, slot in ahead.items()}
+    keep.update({base: slot for base, (_, slot, _) in best.items()})
+    return covered, order, {base: v for base, (_, _, v) in best.items()}, keep
+
+
 def restore(
     partition: int,
     entries: Mapping[bytes, bytes],
@@ -260,49 +307,32 @@ def restore(
     batch_size: int,
     verify_signatures: bool,
 ) -> Restored:
-    """Rebuild a partition's state from its table entries (see :func:`partition_keys`).
+    """Rebuild a partition's state as of its mark from its table entries.
 
-    Without a mark the snapshot is empty (covered 0). Raises :class:`TornSnapshotError`
-    when a value covers more than the mark, :class:`SnapshotError` when a value
-    does not decode.
+    ``entries`` are the table's keys of this partition (see
+    :func:`partition_keys`). Without a mark the snapshot is empty (covered 0).
+    Raises :class:`TornSnapshotError` when the values do not agree with the
+    mark, :class:`SnapshotError` when a value does not decode.
     """
     state = PartitionState(batch_size=batch_size, verify_signatures=verify_signatures)
     writer = SnapshotWriter(partition)
-    mark = entries.get(mark_key(partition))
-    if mark is None:
-        return Restored(state, 0, writer)
-    covered, pos = _covered(mark, mark_key(partition))
-    try:
-        order, _ = _read_ids(mark, pos)
-    except struct.error as exc:
-        raise SnapshotError(f"mark of partition {partition} does not decode: {exc}") from exc
-
-    def check(key: bytes, value: bytes) -> int:
-        at, pos = _covered(value, key)
-        if at > covered:
-            raise TornSnapshotError(
-                f"partition {partition}: {key.hex()} covers offset {at}, the mark only {covered}"
-            )
-        return pos
-
+    covered, order, values, keep = resolve(partition, entries)
+    writer.slots = keep
     batches: dict[bytes, OpenBatch] = {}
-    for key, value in entries.items():
-        kind = key[:1]
+    for base, value in values.items():
+        kind = base[:1]
         if kind == _HEAD:
-            agent = key[1:]
-            state.agents[agent] = _restore_agent(agent, value, entries, check(key, value))
+            agent = base[1:]
+            state.agents[agent] = _restore_agent(agent, value, values, _COVER.size)
             count = len(state.agents[agent].nonces)
             writer.written[agent] = count
             if count % BLOCK:
-                last = entries[block_key(agent, count // BLOCK)]
+                last = values[block_key(agent, count // BLOCK)]
                 writer.partial[agent] = bytearray(
                     last[_COVER.size : _COVER.size + (count % BLOCK) * _ENTRY]
                 )
-        elif kind == _BATCH and key_partition(key) == partition:
-            vendor = key[5:]
-            batches[vendor] = _restore_batch(key, value, check(key, value))
-        elif kind == _BLOCK:
-            check(key, value)
+        elif kind == _BATCH and key_partition(base) == partition and len(value) > _COVER.size:
+            batches[base[5:]] = _restore_batch(base, value, _COVER.size)
     if set(order) != set(batches):
         raise TornSnapshotError(
             f"partition {partition}: the mark lists {len(order)} open batches, "
