@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from machpay import daemons
 from machpay.config import KafkaSettings, LocalKafkaSettings, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -139,16 +139,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def render_server_properties(local: LocalKafkaSettings, data_dir: Path) -> str:
@@ -311,32 +301,6 @@ def _pom(version: str) -> str:
 
 # Brokers this process started, by pid, so any LocalBroker instance (for
 # example `up` and `down` run through click's CliRunner) can reap its child.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _alive(pid: int) -> bool:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError, IndexError):
-        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def _cmdline(pid: int) -> str | None:
-    """The process's command line, or None where /proc is not available."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,8 +577,8 @@ class LocalBroker:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if _alive(pid):
-            cmd = _cmdline(pid)
+        if daemons.alive(pid):
+            cmd = daemons.cmdline(pid)
             if cmd is None or ("kafka.Kafka" in cmd and str(self.properties_file) in cmd):
                 return pid
         self.pid_file.unlink(missing_ok=True)
@@ -636,7 +600,7 @@ class LocalBroker:
             (self.local.port, "local_kafka.port"),
             (self.local.controller_port, "local_kafka.controller_port"),
         ):
-            if not _port_free(self.local.host, port):
+            if not daemons.port_free(self.local.host, port):
                 raise PortInUseError(
                     f"port {port} on {self.local.host} is already in use (setting {setting}, "
                     f"env MACHPAY_{setting.upper().replace('.', '__')}); stop what listens "
@@ -669,9 +633,9 @@ class LocalBroker:
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
                 start_new_session=True,
-                preexec_fn=_parent_death_signal if die_with_parent else None,  # noqa: PLW1509
+                preexec_fn=daemons.parent_death_signal if die_with_parent else None,  # noqa: PLW1509
             )
-        _CHILDREN[proc.pid] = proc
+        daemons.adopt(proc)
         self.pid_file.write_text(f"{proc.pid}\n")
         try:
             self._wait_ready(proc.pid, started + timeout)
@@ -706,7 +670,7 @@ class LocalBroker:
 
         error: BaseException | None = None
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not daemons.alive(pid):
                 raise BrokerError(f"the Kafka broker (pid {pid}) exited during start-up")
             try:
                 with _quiet("aiokafka"):
@@ -736,34 +700,9 @@ class LocalBroker:
 
     def _kill(self, pid: int, *, grace: float) -> bool:
         """Terminate and reap ``pid``; True when it exited before the grace period ended."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        clean = self._wait_exit(pid, grace)
-        if not clean:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            self._wait_exit(pid, 10.0)
+        clean = daemons.terminate(pid, grace=grace, kill_wait=10.0)
         self.pid_file.unlink(missing_ok=True)
         return clean
-
-    @staticmethod
-    def _wait_exit(pid: int, timeout: float) -> bool:
-        child = _CHILDREN.get(pid)
-        if child is not None:
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            _CHILDREN.pop(pid, None)
-            return True
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not _alive(pid):
-                return True
-            time.sleep(0.1)
-        return False
 
     def status(self, *, with_topics: bool = True) -> BrokerStatus:
         pid = self.running_pid()
@@ -804,16 +743,6 @@ class LocalBroker:
             kafka=self.kafka_settings(topic_prefix=prefix),
             local_kafka=self.local,
         )
-
-
-def _parent_death_signal() -> None:
-    """In the forked child: ask Linux to SIGTERM it when the parent dies (no-op elsewhere)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 @contextlib.contextmanager

@@ -20,10 +20,7 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from machpay import daemons
 from machpay.config import default_cache_dir
 
 __all__ = [
@@ -88,51 +86,6 @@ def rpc_call(url: str, method: str, params: list[Any] | None = None, timeout: fl
     if "error" in reply:
         raise LocalnetError(f"{method}: {reply['error'].get('message')}")
     return reply["result"]
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _cmdline(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return None
-
-
-def _parent_death_signal() -> None:
-    """In the forked child: ask Linux to SIGTERM it when the parent dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _alive(pid: int) -> bool:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +203,8 @@ class LocalnetNode:
         if state is None:
             return None
         pid = int(state.get("pid", 0))
-        if pid > 0 and _alive(pid):
-            cmd = _cmdline(pid)
+        if pid > 0 and daemons.alive(pid):
+            cmd = daemons.cmdline(pid)
             if cmd is None or BINARY_NAME in cmd:
                 return pid
         self.state_file.unlink(missing_ok=True)
@@ -282,7 +235,7 @@ class LocalnetNode:
             self.build()
         elif not self.binary.is_file():
             raise LocalnetError(f"{self.binary} is missing; start with building enabled")
-        if not _port_free(self.host, self.port):
+        if not daemons.port_free(self.host, self.port):
             raise PortInUseError(
                 f"port {self.port} on {self.host} is in use (another validator or localnet?); "
                 "pick another with --port"
@@ -296,14 +249,14 @@ class LocalnetNode:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_parent_death_signal if die_with_parent else None,  # noqa: PLW1509
+                preexec_fn=daemons.parent_death_signal if die_with_parent else None,  # noqa: PLW1509
             )
-        _CHILDREN[proc.pid] = proc
+        daemons.adopt(proc)
         state = {"pid": proc.pid, "host": self.host, "port": self.port, "binary": str(self.binary)}
         self.state_file.write_text(json.dumps(state) + "\n")
         deadline = started + timeout
         while time.monotonic() < deadline:
-            if not _alive(proc.pid):
+            if not daemons.alive(proc.pid):
                 self.state_file.unlink(missing_ok=True)
                 raise LocalnetError(
                     f"the localnet (pid {proc.pid}) exited during start-up; see {self.log_file}:\n"
@@ -329,33 +282,7 @@ class LocalnetNode:
             return ""
 
     def _kill(self, pid: int, *, grace: float) -> bool:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if self._wait_exit(pid, grace):
-            return True
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        self._wait_exit(pid, 5.0)
-        return False
-
-    @staticmethod
-    def _wait_exit(pid: int, timeout: float) -> bool:
-        child = _CHILDREN.get(pid)
-        if child is not None:
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            _CHILDREN.pop(pid, None)
-            return True
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not _alive(pid):
-                return True
-            time.sleep(0.05)
-        return False
+        return daemons.terminate(pid, grace=grace, kill_wait=5.0)
 
     def stop(self, *, timeout: float = 10.0) -> bool:
         """SIGTERM the node, SIGKILL after ``timeout``; False when it was not running."""
