@@ -18,11 +18,6 @@ to ``MACHPAY_BENCH_CARGO_TARGET`` (default: $MACHPAY_CACHE/cargo-target).
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 from solders.hash import Hash
@@ -33,33 +28,12 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
-from bench.harness import Figure, median, record
+from bench.harness import Figure, local_solana, median, record
 
 BATCH = 100
 """Transfers signed per blockhash (it stays valid for 150 slots)."""
 ROUNDS = 5
 HEALTH_CALLS = 300
-
-
-@contextlib.contextmanager
-def localnet() -> Iterator[str]:
-    external = os.environ.get("MACHPAY_BENCH_RPC_URL")
-    if external:
-        yield external
-        return
-    from machpay.localnet.node import LocalnetNode
-    from machpay.testing import free_port
-
-    target = os.environ.get("MACHPAY_BENCH_CARGO_TARGET")
-    with tempfile.TemporaryDirectory(prefix="bench-localnet-") as home:
-        node = LocalnetNode(
-            port=free_port(), home=Path(home), target_dir=Path(target) if target else None
-        )
-        node.start(die_with_parent=True, timeout=60)
-        try:
-            yield node.url
-        finally:
-            node.stop()
 
 
 def _transfers(
@@ -146,7 +120,7 @@ def health_rate(url: str) -> list[float]:
 
 def main() -> None:
     baseline = in_process_rate()
-    with localnet() as url:
+    with local_solana("localnet") as url:
         sent = node_rate(url)
         health = health_rate(url)
     base = median(baseline)

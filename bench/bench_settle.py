@@ -25,11 +25,9 @@ to ``MACHPAY_BENCH_CARGO_TARGET`` (default: $MACHPAY_CACHE/cargo-target).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from solders.instruction import Instruction
@@ -38,7 +36,7 @@ from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 
-from bench.harness import Figure, median, record
+from bench.harness import Figure, local_solana, median, record
 from machpay.config import load_settings
 from machpay.protocol import Intent, Keypair, SignedIntent, sign_intent
 from machpay.settle.bootstrap import Bootstrap, send_and_confirm
@@ -54,27 +52,6 @@ PAYMENT_CHANNELS_PER_TX = 5
 """solana-foundation/payment-channels: ~5 settlements per transaction (published)."""
 CHANNEL_ACCOUNT_BYTES = 121
 ROUNDS = 3
-
-
-@contextlib.contextmanager
-def localnet() -> Iterator[str]:
-    external = os.environ.get("MACHPAY_BENCH_RPC_URL")
-    if external:
-        yield external
-        return
-    from machpay.localnet.node import LocalnetNode
-    from machpay.testing import free_port
-
-    target = os.environ.get("MACHPAY_BENCH_CARGO_TARGET")
-    with tempfile.TemporaryDirectory(prefix="bench-settle-") as home:
-        node = LocalnetNode(
-            port=free_port(), home=Path(home), target_dir=Path(target) if target else None
-        )
-        node.start(die_with_parent=True, timeout=60)
-        try:
-            yield node.url
-        finally:
-            node.stop()
 
 
 def vouchers_for(
@@ -217,7 +194,7 @@ async def _send(chain: Chain, payer: SoldersKeypair, message: MessageV0) -> Tran
 
 def main() -> None:
     runs: list[dict[str, float]] = []
-    with tempfile.TemporaryDirectory() as work, localnet() as url:
+    with tempfile.TemporaryDirectory() as work, local_solana("settle") as url:
         for seed in range(ROUNDS):
             runs.append(asyncio.run(one_round(url, Path(work), seed)))
 

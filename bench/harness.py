@@ -176,6 +176,31 @@ def local_kafka(work: Path, name: str) -> Iterator[Any]:
             broker.stop()
 
 
+@contextlib.contextmanager
+def local_solana(name: str) -> Iterator[str]:
+    """RPC URL of a fresh ``machpay-localnet`` node (or ``MACHPAY_BENCH_RPC_URL``),
+    built into ``MACHPAY_BENCH_CARGO_TARGET`` or the shared cargo target."""
+    external = os.environ.get("MACHPAY_BENCH_RPC_URL")
+    if external:
+        yield external
+        return
+    import tempfile
+
+    from machpay.localnet.node import LocalnetNode
+    from machpay.testing import free_port
+
+    target = os.environ.get("MACHPAY_BENCH_CARGO_TARGET")
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as home:
+        node = LocalnetNode(
+            port=free_port(), home=Path(home), target_dir=Path(target) if target else None
+        )
+        node.start(die_with_parent=True, timeout=60)
+        try:
+            yield node.url
+        finally:
+            node.stop()
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds the processes used so far (Linux /proc); gone ones count 0."""
     total = 0.0
