@@ -43,3 +43,18 @@ def test_gateway_and_streams_configs_load_as_the_services_read_them(tmp_path: Pa
     assert loaded.gateway.unknown_agent_allowance == 0
     assert loaded.streams.batch_max_age_ms == 1500
     assert loaded.deployment == settings.deployment
+
+
+def test_the_demo_refuses_settings_it_cannot_show() -> None:
+    from click.testing import CliRunner
+
+    from machpay.cli import cli
+
+    for args, hint in (
+        (["--vendors", "1"], "--vendors"),
+        (["--workers", "0"], "--workers"),
+        (["--agents", "4", "--calls", "3"], "--agents/--calls"),
+    ):
+        result = CliRunner().invoke(cli, ["demo", *args])
+        assert result.exit_code == 2, result.output
+        assert hint in result.output, result.output

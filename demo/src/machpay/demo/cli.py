@@ -17,7 +17,7 @@ from machpay.cli import AppContext, pass_app
     "--vendors",
     default=3,
     show_default=True,
-    help="Vendors, each behind its own gateway (the first has two replicas).",
+    help="Vendors (2 or 3), each behind its own gateway (the first has two replicas).",
 )
 @click.option(
     "--calls", default=1_500, show_default=True, help="Paid calls the honest agents make in all."
@@ -75,8 +75,13 @@ def demo(
     """
     from machpay.demo.run import DemoOptions, run
 
-    if not 1 <= vendors <= 3:
-        raise click.BadParameter("between 1 and 3", param_hint="--vendors")
+    if not 2 <= vendors <= 3:
+        # Two at least: the equivocator spends one nonce at two vendors.
+        raise click.BadParameter("between 2 and 3", param_hint="--vendors")
+    if workers < 1:
+        raise click.BadParameter("at least 1", param_hint="--workers")
+    if bond < 1:
+        raise click.BadParameter("at least 1 lamport", param_hint="--bond")
     if agents < 1 or calls < agents:
         raise click.BadParameter(
             "at least one agent and one call per agent", param_hint="--agents/--calls"
