@@ -249,10 +249,16 @@ class Settler:
 
     async def step(self) -> None:
         assert self._consumer is not None
-        # Held proofs do not count: while only they wait, fetch with a timeout, not a spin.
-        idle = not self.queue.ready()
+        # Held proofs do not count: while only they wait, fetch with a timeout (not a spin),
+        # cut short when a grace ends sooner.
+        timeout_ms = 0
+        if not self.queue.ready():
+            timeout_ms = 200
+            release_in = self.queue.next_release_in()
+            if release_in is not None:
+                timeout_ms = max(1, min(timeout_ms, int(release_in * 1000)))
         fetched = await self._consumer.getmany(
-            timeout_ms=200 if idle else 0, max_records=200 if len(self.queue) < 1_000 else 1
+            timeout_ms=timeout_ms, max_records=200 if len(self.queue) < 1_000 else 1
         )
         for tp, recs in fetched.items():
             self._revoked.discard(tp)
