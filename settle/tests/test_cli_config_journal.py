@@ -26,8 +26,11 @@ def test_settle_settings_come_from_the_environment() -> None:
             "MACHPAY_SETTLE__RPC_URL": "http://127.0.0.1:18899",
             "MACHPAY_SETTLE__COMMITMENT": "finalized",
             "MACHPAY_SETTLE__MAX_CHANNELS_PER_TX": "3",
+            "MACHPAY_SETTLE__SLASH_GRACE_SECONDS": "0",
         }
     )
+    assert settings.settle.slash_grace_seconds == 0.0
+    assert load_settings(environ={}).settle.slash_grace_seconds == 5.0
     assert settings.settle.rpc_url == "http://127.0.0.1:18899"
     assert settings.settle.commitment == "finalized"
     assert settings.settle.max_channels_per_tx == 3
@@ -45,6 +48,8 @@ def test_settle_settings_come_from_the_environment() -> None:
         ),
         ("MACHPAY_SETTLE__LOOKUP_TABLE", "0OIl", r"settle\.lookup_table"),
         ("MACHPAY_SETTLE__MAX_ATTEMPTS", "0", r"settle\.max_attempts"),
+        ("MACHPAY_SETTLE__SLASH_GRACE_SECONDS", "-1", r"settle\.slash_grace_seconds"),
+        ("MACHPAY_SETTLE__SLASH_GRACE_SECONDS", "soon", r"settle\.slash_grace_seconds"),
     ],
 )
 def test_bad_settle_setting_is_named(variable: str, value: str, setting: str) -> None:

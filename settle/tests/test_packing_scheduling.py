@@ -121,6 +121,126 @@ def test_withdrawing_agents_go_first() -> None:
     assert q.urgent_first([a, b, c]) == [b, a, c]
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_held_proof_waits_for_its_agents_batches_queued_or_arriving_in_the_grace() -> None:
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(clock)
+    cheat, other = b"c" * 32, b"o" * 32
+    q.push("other1", [other])
+    q.push("cheat1", [cheat, other])
+    q.push("cheat2", [cheat])
+    assert q.hold("proof", cheat, 5.0) == 2  # cheat1 and cheat2 promoted
+    assert len(q) == 4
+    assert q.held == 1
+    assert q.next_release_in() == 5.0
+    assert q.pop() == "cheat1"  # the cheat's batches first, in arrival order
+    clock.now += 1
+    q.push("cheat3", [cheat])  # arrives within the grace: urgent at once
+    assert q.pop() == "cheat2"
+    assert q.pop() == "cheat3"
+    assert q.pop() == "other1"  # the proof is still in its grace: others go on
+    assert q.pop() is None
+    assert not q.ready()
+    assert len(q) == 1  # but it is not forgotten (its offset stays uncommitted)
+    clock.now += 4
+    q.push("cheat4", [cheat])  # grace over, yet a batch of the cheat still waits
+    q.push("other2", [other])
+    assert q.ready()
+    assert q.pop() == "cheat4"
+    assert q.pop() == "proof"  # before other2: proofs outrank batches once released
+    assert q.pop() == "other2"
+    assert len(q) == 0
+    q.push("cheat5", [cheat])
+    q.push("other3", [other])
+    assert q.pop() == "cheat5"  # the cheat is no longer hurried: arrival order again
+
+
+def test_a_zero_grace_proof_goes_before_any_batch_and_other_agents_do_not_block_it() -> None:
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(clock)
+    a, b = b"a" * 32, b"b" * 32
+    q.push("b1", [b])
+    q.hold("proof-a", a, 0.0)
+    assert q.next_release_in() == 0.0
+    assert q.pop() == "proof-a"
+    assert q.pop() == "b1"
+
+
+def test_two_proofs_for_one_agent_keep_it_hurried_until_both_are_out() -> None:
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(clock)
+    a, b = b"a" * 32, b"b" * 32
+    q.hold("p1", a, 1.0)
+    clock.now += 0.5
+    q.hold("p2", a, 1.0)
+    clock.now += 0.6
+    assert q.pop() == "p1"
+    q.push("b1", [b])
+    q.push("a1", [a])  # p2 still held: a is hurried
+    assert q.pop() == "a1"
+    assert q.pop() == "b1"
+    assert q.pop() is None
+    clock.now += 1
+    assert q.pop() == "p2"
+    q.push("b2", [b])
+    q.push("a2", [a])
+    assert [q.pop(), q.pop()] == ["b2", "a2"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["batch", "proof", "tick"]), st.integers(0, 3)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_no_proof_comes_out_before_a_batch_of_its_agent_pushed_before_its_release(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Any interleaving of pushes, holds, time passing and pops: every item comes out once,
+    and a proof never comes out while a batch of its agent, pushed earlier, still waits."""
+    clock = FakeClock()
+    q: WorkQueue[tuple[str, int, int]] = WorkQueue(clock)
+    agents = [bytes([i]) * 32 for i in range(4)]
+    pushed: list[tuple[str, int, int]] = []
+    popped: list[tuple[str, int, int]] = []
+    waiting: set[tuple[str, int, int]] = set()
+    for n, (what, who) in enumerate(steps):
+        if what == "batch":
+            item = ("batch", who, n)
+            q.push(item, [agents[who]])
+        elif what == "proof":
+            item = ("proof", who, n)
+            q.hold(item, agents[who], 2.0)
+        else:
+            clock.now += 1.0
+            out = q.pop()
+            if out is not None:
+                if out[0] == "proof":
+                    assert not any(w[0] == "batch" and w[1] == out[1] for w in waiting)
+                waiting.discard(out)
+                popped.append(out)
+            continue
+        pushed.append(item)
+        waiting.add(item)
+    clock.now += 10.0
+    while (out := q.pop()) is not None:
+        if out[0] == "proof":
+            assert not any(w[0] == "batch" and w[1] == out[1] for w in waiting)
+        waiting.discard(out)
+        popped.append(out)
+    assert sorted(popped) == sorted(pushed)
+    assert len(q) == 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 3)), min_size=1, max_size=30), st.data())
 def test_queue_pops_every_item_once_urgent_before_normal(

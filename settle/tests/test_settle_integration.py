@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -430,6 +431,10 @@ async def test_fraud_proofs_slash_once_each(
             await producer.send_and_wait(name, codec.encode(name, p), key=p["agent"])
     finally:
         await producer.stop()
+    # Grace 0, the old order: the proofs go before the batches and take the whole bonds
+    # (test_a_cheats_served_calls_are_paid_before_its_bond_is_slashed covers the default).
+    settle = world.settings.settle.model_copy(update={"slash_grace_seconds": 0.0})
+    world.settings = world.settings.model_copy(update={"settle": settle})
     cheaters = {cheat_a.public, cheat_b.public}
     treasury_before = await world.chain.balance(world.treasury)
     bonds_before = {a.public: await world.boot.bond_balance(Pubkey(a.public)) for a in world.agents}
@@ -464,6 +469,111 @@ async def test_fraud_proofs_slash_once_each(
         a * 1_000 // 10_000 for a in (bonds_before[cheat_a.public], bonds_before[cheat_b.public])
     )
     assert await world.chain.balance(world.treasury) == treasury_before + taken - reward
+    await world.chain.close()
+
+
+async def _publish(settings: Settings, topic: topics.Topic, values: list[dict[str, Any]]) -> None:
+    """Values read from another prefix's topic, produced again here (key as streams key it)."""
+    codec = WireCodec(topic_prefix=settings.kafka.topic_prefix)
+    name = topic_name(topic, settings.kafka)
+    producer = AIOKafkaProducer(**producer_kwargs(settings.kafka, role="test"))
+    await producer.start()
+    try:
+        for v in values:
+            key = v["agent"] if topic is topics.FRAUD_PROOFS else v["vendor"]
+            await producer.send_and_wait(name, codec.encode(name, v), key=key)
+    finally:
+        await producer.stop()
+
+
+async def test_a_cheats_served_calls_are_paid_before_its_bond_is_slashed(
+    kafka_settings: Settings, localnet_url: str, tmp_path: Path
+) -> None:
+    """The proof reaches the settler first, the cheat's batches after it (some together
+    with it, the rest while it is held): the vendors collect every call the cheat was
+    served, then one slash takes what is left of its bond."""
+    from machpay.kafka.admin import create_topics, delete_topics
+
+    world = await make_world(kafka_settings, localnet_url, tmp_path, agents=3, tag="slashorder")
+    honest = honest_traffic(world, per_agent=12)
+    cheat = world.agents[0]
+    victim = next(i for i in honest if i.signed.agent == cheat.public)
+    twin = cheat.sign(
+        victim.vendor,
+        nonce=victim.signed.nonce,
+        cumulative=victim.signed.cumulative,
+        amount=victim.signed.amount,
+        context=b"\x09" * 16,
+    )
+    await produce_intents(world.settings, [*honest, twin])
+    async with streams_worker(world, tmp_path):
+        batches = await read_batches(world)
+        (proof,) = await read_topic(
+            world.settings, topics.FRAUD_PROOFS, done=lambda v: len(v) >= 1, wait_seconds=60
+        )
+    assert proof["agent"] == cheat.public
+    cheats = [b for b in batches if any(v["agent"] == cheat.public for v in b["vouchers"])]
+    assert len(cheats) >= 2
+    served = sum(cheat.cumulative.values())
+    assert served > 0
+
+    # The settler reads a fresh pair of topics, so what arrives when is up to this test.
+    grace = 8.0
+    kafka = world.settings.kafka.model_copy(update={"topic_prefix": f"so{uuid.uuid4().hex[:10]}."})
+    settle = world.settings.settle.model_copy(update={"slash_grace_seconds": grace})
+    world.settings = world.settings.model_copy(update={"kafka": kafka, "settle": settle})
+    create_topics(world.settings)
+    treasury_before = await world.chain.balance(world.treasury)
+    record = world.deployment.proof_record(proof["proof_id"])
+    try:
+        await _publish(world.settings, topics.FRAUD_PROOFS, [proof])
+        await _publish(world.settings, topics.BATCHES_READY, cheats[:1])  # queued with it
+        async with settler_in_process(world) as service:
+            counters = service.settler.counters
+            started = time.monotonic()
+
+            async def held() -> bool:
+                return counters.proofs_held >= 1
+
+            await wait_until(held, "the proof held", within=30)
+            # The rest arrive while it is held (and the proof once more: a redelivery).
+            rest = [b for b in batches if b is not cheats[0]]
+            await _publish(world.settings, topics.BATCHES_READY, rest)
+            await _publish(world.settings, topics.FRAUD_PROOFS, [proof])
+
+            async def slashed() -> bool:
+                return await world.chain.account(record) is not None
+
+            await wait_until(slashed, "the fraud record on-chain", within=90)
+            assert time.monotonic() - started >= grace * 0.9  # not before its grace
+            await wait_until(lambda: _drained(service), "every record handled", within=60)
+            assert counters.proofs_submitted == 1
+            assert counters.proofs_already >= 1
+            assert counters.failed == 0
+            # Every channel settled to exactly what was signed, the cheat's included.
+            assert await all_settled(world)
+            events = await read_topic(
+                world.settings,
+                topics.CHAIN_EVENTS,
+                done=lambda v: any(
+                    e["kind"] == "SLASHED" and e["agent"] == cheat.public for e in v
+                ),
+                wait_seconds=30,
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            delete_topics(world.settings)
+    for vendor, income in world.expected_vendor_income().items():
+        assert await world.chain.balance(Pubkey(vendor)) == VENDOR_FLOAT + income
+    (slash,) = [e for e in events if e["kind"] == "SLASHED" and e["agent"] == cheat.public]
+    assert slash["amount"] == BOND - served  # what was left after the vendors were paid
+    assert await world.boot.bond_balance(Pubkey(cheat.public)) == 0
+    reward = slash["amount"] * 1_000 // 10_000
+    assert await world.chain.balance(world.treasury) == treasury_before + slash["amount"] - reward
+    for honest_agent in world.agents[1:]:
+        assert await world.boot.bond_balance(Pubkey(honest_agent.public)) == BOND - sum(
+            honest_agent.cumulative.values()
+        )
     await world.chain.close()
 
 

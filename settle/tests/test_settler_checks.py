@@ -140,3 +140,77 @@ async def test_an_unreachable_endpoint_never_makes_the_settler_give_a_batch_up(
     assert settler.tracker.committable() == {}  # its offset is not committed
     assert settler.counters.batches_failed == 0
     assert settler.journal.count() == 0
+
+
+def _batch_of(settler: Settler, agent: Keypair, offset: int) -> BatchWork:
+    voucher = intent(settler, agent, b"v" * 32)
+    return BatchWork(
+        tp=TP,
+        offset=offset,
+        batch_id=offset.to_bytes(32, "big"),
+        vendor=b"v" * 32,
+        root=bytes(32),
+        leaf_count=1,
+        total=1,
+        vouchers=(voucher,),
+        urgent=False,
+    )
+
+
+async def test_a_proof_is_held_while_its_agents_batches_go_first_and_its_offset_stays_open(
+    settler: Settler,
+) -> None:
+    cheat, honest = key("held-cheat"), key("held-honest")
+    a = intent(settler, cheat, b"v" * 32, nonce=1, cumulative=10, amount=10)
+    b = intent(settler, cheat, b"v" * 32, nonce=2, cumulative=12, amount=5)
+    proof = detect_inconsistency(a, b)
+    assert proof is not None
+    other, mine = _batch_of(settler, honest, 1), _batch_of(settler, cheat, 2)
+    work = ProofWork(TP, 3, proof, proof.proof_id)
+    for offset in (1, 2, 3):
+        settler.tracker.fetched(TP, offset)
+    settler._enqueue(other)
+    settler._enqueue(mine)
+    settler._enqueue(work)  # default grace: held
+    assert settler.counters.proofs_held == 1
+    assert settler.queue.held == 1
+    assert settler.queue.pop() is mine  # the cheat's batch moved ahead of the honest one
+    assert settler.queue.pop() is other
+    assert settler.queue.pop() is None  # the proof waits out its grace
+    assert len(settler.queue) == 1
+    assert settler.tracker.committable() == {}  # nothing was finished
+    # A proof this process already slashed, or a malformed one, is not held.
+    settler._proofs_done.add(proof.proof_id)
+    settler._enqueue(ProofWork(TP, 4, proof, proof.proof_id))
+    settler._enqueue(ProofWork(TP, 5, None, bytes(32), "malformed"))
+    assert settler.queue.held == 1
+    assert settler.queue.ready()
+
+
+def test_a_zero_grace_submits_proofs_at_once(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={},
+        overrides={
+            "settle": {
+                "state_dir": str(tmp_path),
+                "rpc_url": "http://127.0.0.1:9",
+                "use_lookup_table": False,
+                "slash_grace_seconds": 0,
+            }
+        },
+    )
+    settler = Settler(
+        settings, SoldersKeypair(), load_deployment(settings), Chain("http://127.0.0.1:9")
+    )
+    cheat = key("zero-cheat")
+    a = intent(settler, cheat, b"v" * 32, nonce=1, cumulative=10, amount=10)
+    b = intent(settler, cheat, b"v" * 32, nonce=2, cumulative=12, amount=5)
+    proof = detect_inconsistency(a, b)
+    assert proof is not None
+    mine = _batch_of(settler, cheat, 1)
+    work = ProofWork(TP, 2, proof, proof.proof_id)
+    settler._enqueue(mine)
+    settler._enqueue(work)
+    assert settler.counters.proofs_held == 0
+    assert settler.queue.pop() is work  # the old order: the proof first
+    assert settler.queue.pop() is mine

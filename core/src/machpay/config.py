@@ -581,6 +581,16 @@ class SettleSettings(Section):
     max_attempts: int = Field(
         5, ge=1, le=100, description="Transactions tried per batch part before it is FAILED."
     )
+    slash_grace_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="Hold a fraud proof this long (and then until none of its agent's batches "
+        "waits) while that agent's batches settle first, so vendors it served are paid from "
+        "the bond before the slash takes the rest; 0 = submit proofs at once. Harmless: the "
+        "agent is already banned at every gateway (agents.status), and a withdrawal needs the "
+        "GlobalBond timelock, far longer.",
+    )
     follow: bool = Field(True, description="Also run the chain follower (chain.events).")
     follow_interval_seconds: float = Field(
         1.0, gt=0, le=3600, description="How often the follower asks for new signatures."

@@ -6,7 +6,11 @@ Two small pure structures:
   holds a channel of an agent with a pending withdrawal goes first (its bond
   must be charged before the timelock ends), then everything else in arrival
   order. An agent whose withdrawal shows up later promotes the batches
-  already waiting.
+  already waiting. A fraud proof can be *held* (:meth:`WorkQueue.hold`): its
+  agent's batches are promoted the same way, and the proof comes out only
+  once its grace period is over and none of that agent's batches is left
+  waiting, so the vendors it served are paid from the bond before the slash
+  takes the rest.
 * :class:`OffsetTracker`: work finishes out of order (priorities), but Kafka
   commits one offset per partition, so only the contiguous prefix of finished
   records is committed. A crash redelivers the unfinished rest, which the
@@ -17,7 +21,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Hashable, Iterable
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -30,6 +36,13 @@ URGENT = 0
 NORMAL = 1
 
 
+@dataclass(slots=True)
+class _Held(Generic[W]):
+    item: W
+    agent: bytes
+    release_at: float
+
+
 @dataclass(order=True, slots=True)
 class _Entry(Generic[W]):
     priority: int
@@ -40,30 +53,61 @@ class _Entry(Generic[W]):
 
 
 class WorkQueue(Generic[W]):
-    """A priority queue of work items, each tagged with the agents it touches."""
+    """A priority queue of work items, each tagged with the agents it touches.
 
-    def __init__(self) -> None:
+    Agents are *hurried* while they have a pending withdrawal or a held proof:
+    every batch touching them, waiting or pushed later, is urgent.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._heap: list[_Entry[W]] = []
         self._seq = itertools.count()
         self._withdrawing: set[bytes] = set()
+        self._held: list[_Held[W]] = []
+        self._slashing: Counter[bytes] = Counter()
+        self._waiting: Counter[bytes] = Counter()  # live entries per tagged agent
+        self._clock = clock
         self._live = 0
 
     def __len__(self) -> int:
-        return self._live
+        """Every item not popped yet, held proofs included."""
+        return self._live + len(self._held)
 
     @property
     def withdrawing(self) -> frozenset[bytes]:
         return frozenset(self._withdrawing)
 
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def _hurried(self, tags: frozenset[bytes]) -> bool:
+        return any(a in self._withdrawing or self._slashing[a] > 0 for a in tags)
+
     def push(self, item: W, agents: Iterable[bytes], *, urgent: bool = False) -> None:
         tags = frozenset(agents)
-        priority = URGENT if urgent or tags & self._withdrawing else NORMAL
+        priority = URGENT if urgent or self._hurried(tags) else NORMAL
         heapq.heappush(self._heap, _Entry(priority, next(self._seq), item, tags))
+        self._waiting.update(tags)
         self._live += 1
+
+    def hold(self, item: W, agent: bytes, grace_seconds: float) -> int:
+        """Keep ``item`` (a proof against ``agent``) out of :meth:`pop` for ``grace_seconds``,
+        then until no batch of ``agent`` waits; returns how many waiting items were promoted.
+
+        Batches of ``agent`` pushed meanwhile are urgent, so they settle first.
+        """
+        promoted = self._promote(agent)
+        self._slashing[agent] += 1
+        self._held.append(_Held(item, agent, self._clock() + grace_seconds))
+        return promoted
 
     def withdrawal_requested(self, agent: bytes) -> int:
         """Mark ``agent`` as withdrawing; returns how many waiting items were promoted."""
         self._withdrawing.add(agent)
+        return self._promote(agent)
+
+    def _promote(self, agent: bytes) -> int:
         promoted = 0
         for entry in list(self._heap):
             if entry.live and entry.priority != URGENT and agent in entry.agents:
@@ -76,11 +120,41 @@ class WorkQueue(Generic[W]):
     def withdrawal_done(self, agent: bytes) -> None:
         self._withdrawing.discard(agent)
 
+    def _released(self) -> _Held[W] | None:
+        """The first held item whose grace is over and whose agent has no batch waiting."""
+        now = self._clock()
+        for held in self._held:
+            if held.release_at <= now and self._waiting[held.agent] == 0:
+                return held
+        return None
+
+    def ready(self) -> bool:
+        """Whether :meth:`pop` would return an item now (held ones may still be waiting)."""
+        return self._live > 0 or self._released() is not None
+
+    def next_release_in(self) -> float | None:
+        """Seconds until the earliest held item's grace ends (0 if over); None if none held."""
+        if not self._held:
+            return None
+        return max(0.0, min(h.release_at for h in self._held) - self._clock())
+
     def pop(self) -> W | None:
+        """A released proof first (proofs outrank batches, as before), then by priority."""
+        held = self._released()
+        if held is not None:
+            self._held.remove(held)
+            self._slashing[held.agent] -= 1
+            if self._slashing[held.agent] <= 0:
+                del self._slashing[held.agent]
+            return held.item
         while self._heap:
             entry = heapq.heappop(self._heap)
             if entry.live:
                 self._live -= 1
+                for agent in entry.agents:
+                    self._waiting[agent] -= 1
+                    if self._waiting[agent] <= 0:
+                        del self._waiting[agent]  # keep the counter to agents still waiting
                 return entry.item
         return None
 

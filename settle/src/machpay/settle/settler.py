@@ -4,7 +4,10 @@ The loop (one process; scale by partitions of ``batches.ready``):
 
 1. fetch ``batches.ready`` and ``fraud.proofs`` records in the consumer group
    ``settle.group_id`` and queue them (:class:`~machpay.settle.scheduling.WorkQueue`:
-   batches holding an agent with a pending withdrawal first);
+   batches holding an agent with a pending withdrawal or a held proof first; a
+   proof is held for ``settle.slash_grace_seconds`` and then until none of its
+   agent's batches waits, so the vendors the agent served are paid before the
+   slash takes the rest of the bond);
 2. take the next item and carry it to an outcome on-chain:
    a batch: resolve any transaction of it the journal still holds as
    pending, read its channels, drop vouchers at or below the settled
@@ -131,6 +134,7 @@ class SettlerCounters:
     proofs_submitted: int = 0
     proofs_already: int = 0
     proofs_invalid: int = 0
+    proofs_held: int = 0
     resumed: int = 0
 
     def line(self) -> str:
@@ -245,9 +249,16 @@ class Settler:
 
     async def step(self) -> None:
         assert self._consumer is not None
-        idle = len(self.queue) == 0
+        # Held proofs do not count: while only they wait, fetch with a timeout (not a spin),
+        # cut short when a grace ends sooner.
+        timeout_ms = 0
+        if not self.queue.ready():
+            timeout_ms = 200
+            release_in = self.queue.next_release_in()
+            if release_in is not None:
+                timeout_ms = max(1, min(timeout_ms, int(release_in * 1000)))
         fetched = await self._consumer.getmany(
-            timeout_ms=200 if idle else 0, max_records=200 if len(self.queue) < 1_000 else 1
+            timeout_ms=timeout_ms, max_records=200 if len(self.queue) < 1_000 else 1
         )
         for tp, recs in fetched.items():
             self._revoked.discard(tp)
@@ -275,19 +286,44 @@ class Settler:
                 # The endpoint went away mid-way: keep the record unfinished and try again
                 # later; the journal and the channel reads make the next pass idempotent.
                 log.warning("rpc unavailable (%s); the work goes back in the queue", exc)
-                self._enqueue(work)
+                self._enqueue(work, hold=False)  # its grace was counted when first fetched
                 await asyncio.sleep(self.cfg.poll_interval_seconds * 5)
             else:
                 with contextlib.suppress(KeyError):  # revoked while we worked on it
                     self.tracker.finished(work.tp, work.offset)
 
-    def _enqueue(self, work: Work) -> None:
-        """Proofs first (slash before a colluding vendor drains the bond), then batches
-        closed for a withdrawal or holding a withdrawing agent, then arrival order."""
-        if isinstance(work, ProofWork):
-            self.queue.push(work, [], urgent=True)
-        else:
+    def _enqueue(self, work: Work, *, hold: bool = True) -> None:
+        """Proofs first, once their grace is over; then batches closed for a withdrawal or
+        holding an agent that is withdrawing or has a held proof; then arrival order.
+
+        A proof is held (``settle.slash_grace_seconds``) because ``prove_fraud`` takes the
+        whole bond: batches of the cheat already queued, or arriving meanwhile, would then
+        pay its vendors nothing. Holding is harmless: the agent is banned at every gateway
+        through agents.status already (no new exposure), and moving the bond away needs a
+        withdrawal, which waits for the GlobalBond timelock (far longer than the grace).
+        The proof's offset stays uncommitted while it is held, so a crash re-reads it.
+        """
+        if isinstance(work, BatchWork):
             self.queue.push(work, work.agents, urgent=work.urgent)
+            return
+        grace = self.cfg.slash_grace_seconds
+        if (
+            hold
+            and grace > 0
+            and work.proof is not None  # a malformed one is refused at once
+            and work.proof_id not in self._proofs_done  # a duplicate is a single read
+        ):
+            promoted = self.queue.hold(work, work.proof.agent, grace)
+            self.counters.proofs_held += 1
+            log.info(
+                "proof %s against %s held %.1fs: %d queued batches of that agent moved up",
+                work.proof_id.hex()[:16],
+                work.proof.agent.hex()[:16],
+                grace,
+                promoted,
+            )
+        else:
+            self.queue.push(work, [], urgent=True)
 
     async def _commit(self) -> None:
         commits = self.tracker.committable()
@@ -304,7 +340,7 @@ class Settler:
         if not force and mono - self._last_progress < self.cfg.status_interval_seconds:
             return
         self._last_progress = mono
-        line = f"settle: queued={len(self.queue)} {self.counters.line()}"
+        line = f"settle: queued={len(self.queue)} held={self.queue.held} {self.counters.line()}"
         log.info(line)
         if self.on_progress is not None:
             self.on_progress(line)
