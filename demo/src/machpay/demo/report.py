@@ -169,7 +169,8 @@ def build(seen: Seen, *, bond: int) -> tuple[list[str], bool]:
     cheat_receipts = sum(c.amount for c in cheating)
     lines.append(
         f"of that, the cheats' calls: {cheat_receipts:,} lamports, {cheat_settled:,} settled, "
-        f"{cheat_receipts - cheat_settled:,} unpaid (the conflicting vouchers: in no batch)"
+        f"{cheat_receipts - cheat_settled:,} unpaid "
+        "(conflicting vouchers the streams keep out of every batch, or left to the slash)"
     )
 
     statuses = latest_statuses(observer)
