@@ -89,14 +89,10 @@ async def one_round(url: str, work: Path, seed: int) -> dict[str, float]:
     payer = SoldersKeypair()
     boot = Bootstrap(chain, deployment, payer)
     try:
-        await boot.fund(payer.pubkey(), 1_000 * 10**9)
-        treasury = SoldersKeypair().pubkey()
-        await boot.fund(treasury, 1_000_000)
-        await boot.initialize(
+        await boot.set_up(
             domain=settings.deployment.domain,
-            treasury=treasury,
-            prover_reward_bps=1_000,
-            timelock=3600,
+            admin_lamports=1_000 * 10**9,
+            treasury_lamports=1_000_000,
         )
         vendor = bytes(SoldersKeypair().pubkey())
         await boot.fund(Pubkey(vendor), 1_000_000)

@@ -140,12 +140,11 @@ async def test_a_short_bond_makes_the_agent_insolvent_and_the_gateway_refuses_it
     chain = Chain(localnet_url, settings.settle.commitment)
     payer = SoldersKeypair.from_bytes(payer_key.to_solana_bytes())
     boot = Bootstrap(chain, deployment, payer)
-    await boot.fund(payer.pubkey(), 100 * 10**9)
-    treasury = SoldersKeypair().pubkey()
-    await boot.fund(treasury, VENDOR_FLOAT)
     # The configs are per runtime (shared by the session): the first test creates them.
-    await boot.initialize(
-        domain=settings.deployment.domain, treasury=treasury, prover_reward_bps=1_000, timelock=3600
+    await boot.set_up(
+        domain=settings.deployment.domain,
+        admin_lamports=100 * 10**9,
+        treasury_lamports=VENDOR_FLOAT,
     )
     short, healthy = PayingAgent(), PayingAgent()
     signers = {

@@ -143,16 +143,12 @@ async def make_world(
     chain = Chain(localnet_url, settings.settle.commitment)
     payer = SoldersKeypair.from_bytes(payer_key.to_solana_bytes())
     boot = Bootstrap(chain, deployment, payer)
-    await boot.fund(payer.pubkey(), 500 * 10**9)
-    treasury = SoldersKeypair().pubkey()
-    await boot.fund(treasury, VENDOR_FLOAT)
     # The configs are per runtime (one session): the first test initializes them.
-    await boot.initialize(
-        domain=settings.deployment.domain, treasury=treasury, prover_reward_bps=1_000, timelock=3600
+    treasury = await boot.set_up(
+        domain=settings.deployment.domain,
+        admin_lamports=500 * 10**9,
+        treasury_lamports=VENDOR_FLOAT,
     )
-    config = await chain.account(deployment.config())
-    assert config is not None
-    treasury = deployment.treasury(config)
     DeployedAgent.program_id = bytes(deployment.machpay.program_id)
     world_agents = []
     for i in range(agents):

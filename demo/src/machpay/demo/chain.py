@@ -49,10 +49,10 @@ class LocalChain:
     settings: Settings
     deployment: Deployment
     admin: Keypair
-    treasury: Keypair
     run_dir: Path
     echo: Echo
     vendor_baseline: dict[bytes, int] = field(default_factory=dict)
+    treasury: Pubkey | None = None
 
     def _run(self, work: Callable[[Chain], Awaitable[T]]) -> T:
         async def go() -> T:
@@ -66,11 +66,10 @@ class LocalChain:
 
     def initialise(self) -> None:
         async def work(chain: Chain) -> None:
-            boot = self._bootstrap(chain)
-            await boot.fund(Pubkey(self.admin.public), 100 * SOL)
-            await boot.initialize(
+            self.treasury = await self._bootstrap(chain).set_up(
                 domain=self.settings.deployment.domain,
-                treasury=Pubkey(self.treasury.public),
+                admin_lamports=100 * SOL,
+                treasury_lamports=SOL // 100,
                 prover_reward_bps=PROVER_REWARD_BPS,
                 timelock=TIMELOCK_SECONDS,
             )
@@ -201,8 +200,6 @@ def start(run_dir: Path, settings: Settings, group: ServiceGroup, *, echo: Echo)
         global_bond_id=settle.global_bond_program_id,
         service_registry_id=settle.service_registry_program_id,
     )
-    chain = LocalChain(
-        node, settings, deployment, Keypair.generate(), Keypair.generate(), run_dir, echo
-    )
+    chain = LocalChain(node, settings, deployment, Keypair.generate(), run_dir, echo)
     chain.initialise()
     return chain

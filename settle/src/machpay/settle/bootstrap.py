@@ -83,6 +83,31 @@ class Bootstrap:
             )
             await send_and_confirm(self.chain, self.admin, [ix])
 
+    async def set_up(
+        self,
+        *,
+        domain: bytes,
+        admin_lamports: int,
+        treasury_lamports: int,
+        prover_reward_bps: int = 1_000,
+        timelock: int = 3_600,
+    ) -> Pubkey:
+        """A fresh cluster's deployment: fund the admin, fund a new treasury (rent-exempt,
+        or the first slash paying it fails), initialize both configs where they are missing.
+        Returns the treasury the MachPay config names (an existing config keeps its own)."""
+        await self.fund(self.admin.pubkey(), admin_lamports)
+        treasury = Keypair().pubkey()
+        await self.fund(treasury, treasury_lamports)
+        await self.initialize(
+            domain=domain, treasury=treasury, prover_reward_bps=prover_reward_bps, timelock=timelock
+        )
+        config = await self.chain.account(self.deployment.config())
+        if config is None:
+            raise RuntimeError(
+                f"MachPay config {self.deployment.config()} missing after initialize"
+            )
+        return self.deployment.treasury(config)
+
     async def deposit(self, agent: Keypair, amount: int) -> TransactionInfo:
         ix = self.deployment.global_bond.instruction("deposit").build(
             {"agent": agent.pubkey()}, {"amount": amount}
