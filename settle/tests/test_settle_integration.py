@@ -654,14 +654,7 @@ async def test_a_forged_voucher_is_left_out_and_the_rest_settles(
         "opened_at_ms": 1,
         "closed_at_ms": 2,
     }
-    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
-    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
-    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
-    await producer.start()
-    try:
-        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
-    finally:
-        await producer.stop()
+    await _produce_batch(world, value)
     async with settler_in_process(world):
         records = await read_topic(
             world.settings,
@@ -767,43 +760,12 @@ async def test_a_batch_the_chain_refuses_ends_failed_with_reason_and_is_not_retr
 ) -> None:
     """A vendor account that does not exist cannot receive 500 lamports (below rent-exempt):
     every attempt is FAILED with the runtime's reason, then the batch is given up."""
-    from machpay.protocol import MerkleTree
-    from machpay.streams.state import batch_id
-
     world = await make_world(kafka_settings, localnet_url, tmp_path, agents=1, tag="refused")
     settle = world.settings.settle.model_copy(update={"max_attempts": 2})
     world.settings = world.settings.model_copy(update={"settle": settle})
     vendor = bytes(SoldersKeypair().pubkey())  # never funded
     paid = world.agents[0].pay(vendor, 500)
-    root = MerkleTree([paid.id]).root
-    value = {
-        "batch_id": batch_id(vendor, root, 1),
-        "vendor": vendor,
-        "root": root,
-        "leaf_count": 1,
-        "total": 500,
-        "intent_ids": [paid.id],
-        "vouchers": [
-            {
-                "channel": paid.signed.channel,
-                "agent": paid.signed.agent,
-                "message": paid.signed.message,
-                "signature": paid.signed.signature,
-                "cumulative": 500,
-            }
-        ],
-        "close_reason": "AGE",
-        "opened_at_ms": 1,
-        "closed_at_ms": 2,
-    }
-    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
-    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
-    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
-    await producer.start()
-    try:
-        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
-    finally:
-        await producer.stop()
+    await _produce_batch(world, _one_voucher_batch(vendor, paid))
     async with settler_in_process(world) as service:
         records = await read_topic(
             world.settings,
@@ -924,34 +886,7 @@ async def test_a_journaled_transaction_that_expired_unsent_is_failed_then_settle
     )
     journal.close()
     rpc_call(localnet_url, "machpayLocalnetWarp", [{"slots": 300}])
-    value = {
-        "batch_id": bid,
-        "vendor": vendor,
-        "root": root,
-        "leaf_count": 1,
-        "total": 777,
-        "intent_ids": [paid.id],
-        "vouchers": [
-            {
-                "channel": paid.signed.channel,
-                "agent": paid.signed.agent,
-                "message": paid.signed.message,
-                "signature": paid.signed.signature,
-                "cumulative": 777,
-            }
-        ],
-        "close_reason": "AGE",
-        "opened_at_ms": 1,
-        "closed_at_ms": 2,
-    }
-    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
-    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
-    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
-    await producer.start()
-    try:
-        await producer.send_and_wait(name, codec.encode(name, value), key=vendor)
-    finally:
-        await producer.stop()
+    await _produce_batch(world, _one_voucher_batch(vendor, paid))
     async with settler_in_process(world) as service:
         records = await read_topic(
             world.settings,
@@ -1008,6 +943,18 @@ async def test_lookup_tables_are_cached_and_reloaded_from_the_chain(
         assert again.created == again.extended == 0
     finally:
         await chain.close()
+
+
+async def _produce_batch(world: World, value: dict[str, Any]) -> None:
+    """Put one machpay.Batch value on batches.ready (key vendor), as the stream workers would."""
+    name = topic_name(topics.BATCHES_READY, world.settings.kafka)
+    codec = WireCodec(topic_prefix=world.settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(**producer_kwargs(world.settings.kafka, role="test"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(name, codec.encode(name, value), key=value["vendor"])
+    finally:
+        await producer.stop()
 
 
 def _one_voucher_batch(vendor: bytes, paid: AcceptedIntent) -> dict[str, Any]:
